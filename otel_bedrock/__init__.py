@@ -1,0 +1,42 @@
+"""otel-bedrock: every AWS Bedrock call becomes a PostHog event, through OpenTelemetry.
+
+Zero-code: install the package, set ``POSTHOG_API_KEY`` and run the application under
+``opentelemetry-instrument``. Embedded: call :func:`configure` once at start-up.
+"""
+
+from __future__ import annotations
+
+from otel_bedrock.errors import ConfigError, OtelBedrockError
+from otel_bedrock.exporter import PostHogSpanExporter
+from otel_bedrock.identity import identify
+from otel_bedrock.processor import BedrockSpanProcessor
+from otel_bedrock.setup import Pipeline, configure, instrument_botocore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BedrockSpanProcessor",
+    "ConfigError",
+    "OtelBedrockError",
+    "Pipeline",
+    "PostHogSpanExporter",
+    "__version__",
+    "configure",
+    "flush",
+    "identify",
+    "instrument_botocore",
+]
+
+
+def flush(timeout_millis: int = 30_000) -> bool:
+    """Send the events of every finished Bedrock call now.
+
+    Call it at the end of a serverless handler, before the runtime freezes the process.
+    Returns False if the tracer provider is not an SDK one or the flush timed out.
+    """
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    force_flush = getattr(provider, "force_flush", None)
+
+    return bool(force_flush(timeout_millis)) if force_flush is not None else False

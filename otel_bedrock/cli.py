@@ -1,0 +1,45 @@
+"""The ``otel-bedrock`` command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from otel_bedrock import __version__
+
+
+@click.group()
+@click.version_option(__version__, prog_name="otel-bedrock")
+@click.option("-v", "--verbose", is_flag=True, help="Log what the pipeline does, on stderr.")
+def main(verbose: bool) -> None:
+    """Turn AWS Bedrock calls into PostHog events, through OpenTelemetry."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@click.option(
+    "--capture-content",
+    is_flag=True,
+    help="Put prompt and generation text in the events.",
+)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+def replay(capture_content: bool, paths: tuple[str, ...]) -> None:
+    """Replay recorded Bedrock exchanges and print the PostHog events they produce.
+
+    PATHS are exchange files, or folders of *.json exchange files. Each event is printed as one
+    JSON line with the keys source, event, distinct_id and properties.
+    """
+    from otel_bedrock.replay import replay as run_replay
+
+    try:
+        events = run_replay(paths, capture_content=capture_content)
+    except (OSError, ValueError, KeyError) as error:
+        raise click.ClickException(f"cannot replay: {error}") from error
+    for event in events:
+        click.echo(event.to_json())

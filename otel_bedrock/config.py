@@ -1,0 +1,159 @@
+"""Settings, from keyword arguments, the environment and ``otel-config.yaml``.
+
+Every setting has an environment variable; keyword arguments (from code or from the
+``posthog`` exporter block of an OpenTelemetry declarative configuration file) win over the
+environment. A bad value raises :class:`~otel_bedrock.errors.ConfigError` at start, naming the
+setting and the value.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from otel_bedrock.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_POSTHOG_HOST = "https://us.i.posthog.com"
+
+EventSchema = Literal["bedrock", "ai", "both"]
+
+# Environment variable of each setting, for error messages.
+ENV_NAMES = {
+    "posthog_api_key": "POSTHOG_API_KEY",
+    "posthog_host": "POSTHOG_HOST",
+    "capture_content": "OTEL_BEDROCK_CAPTURE_CONTENT",
+    "genai_capture_content": "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+    "max_content_chars": "OTEL_BEDROCK_MAX_CONTENT_CHARS",
+    "event_schema": "OTEL_BEDROCK_EVENT_SCHEMA",
+    "prices_file": "OTEL_BEDROCK_PRICES_FILE",
+    "inference_profiles": "OTEL_BEDROCK_INFERENCE_PROFILES",
+}
+
+
+class Settings(BaseSettings):
+    """All otel-bedrock settings. Build with :func:`load_settings` for friendly errors."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, env_ignore_empty=True
+    )
+
+    posthog_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("api_key", "POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY"),
+    )
+    posthog_host: str = Field(
+        default=DEFAULT_POSTHOG_HOST, validation_alias=AliasChoices("host", "POSTHOG_HOST")
+    )
+    capture_content: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("capture_content", "OTEL_BEDROCK_CAPTURE_CONTENT"),
+    )
+    genai_capture_content: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "genai_capture_content", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+        ),
+    )
+    max_content_chars: int = Field(
+        default=16_000,
+        ge=0,
+        validation_alias=AliasChoices("max_content_chars", "OTEL_BEDROCK_MAX_CONTENT_CHARS"),
+    )
+    event_schema: EventSchema = Field(
+        default="bedrock",
+        validation_alias=AliasChoices("event_schema", "OTEL_BEDROCK_EVENT_SCHEMA"),
+    )
+    prices_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("prices_file", "OTEL_BEDROCK_PRICES_FILE")
+    )
+    inference_profiles: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("inference_profiles", "OTEL_BEDROCK_INFERENCE_PROFILES"),
+    )
+
+    @property
+    def content_capture(self) -> bool:
+        """True when prompt and generation text may leave the process."""
+        return self.capture_content or self.genai_capture_content
+
+    @field_validator("posthog_api_key")
+    @classmethod
+    def _check_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if value.startswith("phx_"):
+            raise ValueError(
+                "this is a personal API key (phx_...); events need the project API key "
+                "(phc_...) from Project settings"
+            )
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("a project API key is one word, such as phc_...")
+
+        return value
+
+    @field_validator("posthog_host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("the host must be a URL starting with https:// or http://")
+
+        return value
+
+    @field_validator("prices_file")
+    @classmethod
+    def _check_prices_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+
+        return value
+
+    @field_validator("inference_profiles", mode="before")
+    @classmethod
+    def _parse_profiles(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        profiles = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            arn, sep, model = item.partition("=")
+            if not sep or not arn.strip() or not model.strip():
+                raise ValueError(f"expected ARN=model_id pairs separated by commas, got {item!r}")
+            profiles[arn.strip()] = model.strip()
+
+        return profiles
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from ``overrides`` and the environment.
+
+    Raises:
+        ConfigError: naming the first bad setting and its value.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(f"otel-bedrock configuration: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        name = ENV_NAMES.get(field, field)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {field!r}")
+            continue
+        problems.append(f"{name}={error.get('input')!r}: {message}")
+
+    return "otel-bedrock configuration: " + "; ".join(problems)

@@ -1,0 +1,93 @@
+"""Delivery of PostHog events through the ``posthog`` client.
+
+:class:`PostHogDelivery` owns one ``posthog.Posthog`` client: its consumer thread batches events
+and sends them with gzip; :meth:`PostHogDelivery.flush` and :meth:`PostHogDelivery.shutdown`
+drain it. Counters say what was queued, sent and lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from posthog import Posthog
+
+from otel_bedrock.events import CaptureEvent
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DeliveryCounters:
+    """How many events were handed over, refused by the local queue, and failed to send."""
+
+    queued: int = 0
+    refused: int = 0
+    failed_batches: int = 0
+
+
+class PostHogDelivery:
+    """Sends events to one PostHog project.
+
+    ``send`` is called on the exporter's thread; the client's consumer thread does the HTTP.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str,
+        *,
+        flush_interval: float = 0.5,
+        flush_at: int = 100,
+        max_queue_size: int = 10_000,
+        timeout: float = 15.0,
+    ) -> None:
+        self.host = host
+        self.counters = DeliveryCounters()
+        self._lock = threading.Lock()
+        self._client = Posthog(
+            api_key,
+            host=host,
+            gzip=True,
+            flush_at=flush_at,
+            flush_interval=flush_interval,
+            max_queue_size=max_queue_size,
+            timeout=timeout,
+            on_error=self._on_error,
+            disable_geoip=True,
+            enable_local_evaluation=False,
+        )
+
+    def send(self, event: CaptureEvent) -> None:
+        """Queue one event for delivery."""
+        accepted = self._client.capture(
+            event.event,
+            distinct_id=event.distinct_id,
+            properties=event.properties,
+            timestamp=event.timestamp,
+            uuid=event.uuid,
+        )
+        with self._lock:
+            if accepted is None:
+                self.counters.refused += 1
+            else:
+                self.counters.queued += 1
+        if accepted is None:
+            logger.warning("posthog_event_refused event=%s uuid=%s", event.event, event.uuid)
+
+    def flush(self, timeout_seconds: float = 10.0) -> None:
+        """Block until queued events are sent or ``timeout_seconds`` pass."""
+        self._client.flush(timeout_seconds)
+
+    def shutdown(self) -> None:
+        """Send what is queued and stop the client's threads."""
+        self._client.shutdown()
+
+    def _on_error(self, error: Exception, batch: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.counters.failed_batches += 1
+        logger.error(
+            "posthog_batch_failed count=%s error=%s host=%s", len(batch), error, self.host
+        )

@@ -1,0 +1,63 @@
+"""Zero-code mode: what ``opentelemetry-instrument`` loads from this package.
+
+- :class:`BedrockDistro` (entry point ``opentelemetry_distro: otel_bedrock``) sets defaults so
+  that a PostHog project key is the only setting needed: traces go to the ``posthog`` exporter,
+  metrics and logs exporters are off unless the user names some, and our configurator is used.
+  It also hands our hooks to the botocore instrumentation.
+- :class:`BedrockConfigurator` (entry point ``opentelemetry_configurator: otel_bedrock``) is the
+  SDK's standard configurator plus our span processor. With ``OTEL_CONFIG_FILE`` set it defers
+  to the declarative configuration file, where the ``posthog`` exporter works alone.
+
+Both run once, on the main thread, before the application's code.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from opentelemetry.environment_variables import (
+    OTEL_LOGS_EXPORTER,
+    OTEL_METRICS_EXPORTER,
+    OTEL_TRACES_EXPORTER,
+)
+from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_CONFIGURATOR
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk.environment_variables import OTEL_CONFIG_FILE
+from opentelemetry.util._importlib_metadata import EntryPoint
+
+from otel_bedrock.config import load_settings
+from otel_bedrock.hooks import BedrockHooks
+from otel_bedrock.processor import BedrockSpanProcessor
+
+ENTRY_POINT_NAME = "otel_bedrock"
+
+
+class BedrockDistro(BaseDistro):
+    """Defaults for ``opentelemetry-instrument`` and our hooks for botocore."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        os.environ.setdefault(OTEL_TRACES_EXPORTER, "posthog")
+        os.environ.setdefault(OTEL_METRICS_EXPORTER, "none")
+        os.environ.setdefault(OTEL_LOGS_EXPORTER, "none")
+        os.environ.setdefault(OTEL_PYTHON_CONFIGURATOR, ENTRY_POINT_NAME)
+
+    def load_instrumentor(self, entry_point: EntryPoint, **kwargs: Any) -> None:
+        """Instrument as usual, giving botocore's instrumentor our hooks."""
+        if entry_point.name in ("botocore", "aiobotocore"):
+            hooks = BedrockHooks(load_settings())
+            kwargs.setdefault("request_hook", hooks.request_hook)
+            kwargs.setdefault("response_hook", hooks.response_hook)
+        super().load_instrumentor(entry_point, **kwargs)
+
+
+class BedrockConfigurator(_OTelSDKConfigurator):
+    """The SDK's environment-driven setup, with our span processor added."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        if os.environ.get(OTEL_CONFIG_FILE):
+            super()._configure()
+            return
+        processors = [BedrockSpanProcessor(), *kwargs.pop("span_processors", ())]
+        super()._configure(span_processors=processors, **kwargs)

@@ -1,0 +1,104 @@
+"""The ``posthog`` span exporter: finished Bedrock spans in, PostHog events out.
+
+It does all the work from span data alone (usage, model, cost, identity, errors), so it gives
+complete events in every mode: behind our processor, named by ``OTEL_TRACES_EXPORTER=posthog``,
+or from an OpenTelemetry declarative configuration file where no custom processor runs.
+Spans that are not Bedrock Runtime model calls are ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_bedrock.calls import BedrockCall, describe
+from otel_bedrock.config import Settings, load_settings
+from otel_bedrock.delivery import PostHogDelivery
+from otel_bedrock.errors import ConfigError
+from otel_bedrock.events import CaptureEvent, to_events
+from otel_bedrock.pricing import PriceBook
+
+logger = logging.getLogger(__name__)
+
+
+class PostHogSpanExporter(SpanExporter):
+    """Turns Bedrock spans into PostHog events.
+
+    Keyword arguments are settings (see :mod:`otel_bedrock.config`); what they leave out comes
+    from the environment. ``export`` is called on the span processor's export thread.
+
+    Raises:
+        ConfigError: at construction, when a setting is bad or no project API key is given.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        host: str | None = None,
+        *,
+        settings: Settings | None = None,
+        delivery: PostHogDelivery | None = None,
+        **options: Any,
+    ) -> None:
+        self.settings = settings or load_settings(api_key=api_key, host=host, **options)
+        key = self.settings.posthog_api_key
+        if key is None and delivery is None:
+            raise ConfigError(
+                "otel-bedrock configuration: POSTHOG_API_KEY is not set; give the PostHog "
+                "project API key (phc_...) in the environment or as api_key"
+            )
+        self._prices = PriceBook(self.settings.prices_file)
+        self._profiles = dict(self.settings.inference_profiles)
+        self.delivery = delivery or PostHogDelivery(str(key), self.settings.posthog_host)
+        logger.info(
+            "posthog_exporter_ready host=%s schema=%s content_capture=%s",
+            self.settings.posthog_host,
+            self.settings.event_schema,
+            self.settings.content_capture,
+        )
+
+    def events_for(self, span: ReadableSpan) -> list[CaptureEvent]:
+        """The PostHog events for one finished span (none for non-Bedrock spans)."""
+        call = describe(span, self._profiles)
+        if call is None:
+            return []
+        if not self.settings.content_capture:
+            call = _without_content(call)
+        cost = self._prices.cost(call.model, call.usage)
+
+        return to_events(call, cost, self.settings.event_schema)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Queue the events of each Bedrock span for delivery."""
+        for span in spans:
+            try:
+                events = self.events_for(span)
+            except Exception:  # noqa: BLE001 - one bad span must not lose the batch
+                logger.exception("bedrock_span_unreadable span=%s", span.name)
+                continue
+            for event in events:
+                self.delivery.send(event)
+
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Send queued events now; called by the processor on ``force_flush``."""
+        self.delivery.flush(timeout_millis / 1000)
+
+        return True
+
+    def shutdown(self) -> None:
+        """Send what is queued and stop delivery."""
+        self.delivery.shutdown()
+
+
+def _without_content(call: BedrockCall) -> BedrockCall:
+    if call.prompt is None and call.generation is None:
+        return call
+
+    return dataclasses.replace(call, prompt=None, generation=None, content_truncated=False)
