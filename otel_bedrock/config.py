@@ -133,10 +133,13 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from ``overrides`` and the environment.
 
+    An override that is None or empty (an unset ``${VAR}`` in a configuration file) counts as
+    not given.
+
     Raises:
         ConfigError: naming the first bad setting and its value.
     """
-    given = {key: value for key, value in overrides.items() if value is not None}
+    given = {key: value for key, value in overrides.items() if value not in (None, "")}
     try:
         return Settings(**given)
     except ValidationError as exc:

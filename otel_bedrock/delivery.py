@@ -7,6 +7,7 @@ drain it. Counters say what was queued, sent and lost.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from dataclasses import dataclass
@@ -59,6 +60,12 @@ class PostHogDelivery:
             disable_geoip=True,
             enable_local_evaluation=False,
         )
+        # The client's own exit handler stops it with a one-second flush, and runs before the
+        # tracer provider's (handlers run last-registered first), so spans exported at exit
+        # would find it closed. Flush at exit instead; the provider's shutdown then calls
+        # ours, which stops the client once everything was handed over.
+        atexit.unregister(self._client._atexit)
+        atexit.register(self.flush)
 
     def send(self, event: CaptureEvent) -> None:
         """Queue one event for delivery."""
@@ -83,6 +90,7 @@ class PostHogDelivery:
 
     def shutdown(self) -> None:
         """Send what is queued and stop the client's threads."""
+        atexit.unregister(self.flush)
         self._client.shutdown()
 
     def _on_error(self, error: Exception, batch: list[dict[str, Any]]) -> None:
