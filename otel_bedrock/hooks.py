@@ -236,8 +236,8 @@ class ObservedStream:
     def __init__(self, stream: Any, outcome: StreamOutcome) -> None:
         self._stream = stream
         self._outcome = outcome
-        # Ends the span when the application drops a stream it never iterated to the end.
-        self._finalizer = weakref.finalize(self, outcome.finish)
+        # Ends the span, and frees the connection, when the application drops the stream.
+        self._finalizer = weakref.finalize(self, _abandon, stream, outcome)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         outcome = self._outcome
@@ -264,6 +264,15 @@ class ObservedStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def _abandon(stream: Any, outcome: StreamOutcome) -> None:
+    """Called when the application dropped a stream: nothing can read it any more."""
+    try:
+        stream.close()
+    except Exception:  # noqa: BLE001 - closing a dead stream must not raise at collection
+        _log_once("stream_close", "")
+    outcome.finish()
 
 
 def _end_failed_stream_call(span: Span) -> None:

@@ -1,0 +1,121 @@
+"""Fixtures: the two emulators on loopback and the whole pipeline in this process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from otel_bedrock.config import load_settings
+from otel_bedrock.exporter import PostHogSpanExporter
+from otel_bedrock.processor import BedrockSpanProcessor
+from otel_bedrock.setup import instrument_botocore
+from otel_bedrock.testing import BedrockEmulator, CaptureEmulator, CapturedEvent
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TEST_KEY = "phc_test"
+
+
+def shared_files(folder: str) -> list[Path]:
+    """The exchange files of a folder of the shared data, or a skip when it is absent."""
+    path = SHARED / folder
+    if not path.is_dir():
+        pytest.skip(f"{path} is not present")
+    return sorted(path.glob("*.json"))
+
+
+def load_exchange(path: Path) -> dict[str, Any]:
+    """One exchange file."""
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def bedrock() -> Iterator[BedrockEmulator]:
+    """A Bedrock Runtime emulator shared by the session; reset before each use."""
+    with BedrockEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def capture() -> Iterator[CaptureEmulator]:
+    """A PostHog capture emulator shared by the session; reset before each use."""
+    with CaptureEmulator(accepted_keys={TEST_KEY}) as emulator:
+        yield emulator
+
+
+class Pipeline:
+    """The in-process pipeline: boto3 -> botocore instrumentation + our hooks -> PostHog."""
+
+    def __init__(self, bedrock: BedrockEmulator, capture: CaptureEmulator, **settings: Any):
+        self.bedrock = bedrock
+        self.capture = capture
+        resolved = load_settings(api_key=TEST_KEY, host=capture.url, **settings)
+        self.provider = TracerProvider()
+        self.exporter = PostHogSpanExporter(settings=resolved)
+        self.provider.add_span_processor(BedrockSpanProcessor())
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        instrument_botocore(resolved, tracer_provider=self.provider)
+        self.client = make_client(bedrock.endpoint_url)
+
+    def events(self) -> list[CapturedEvent]:
+        """Every event PostHog received so far, after flushing the pipeline."""
+        self.provider.force_flush()
+        self.exporter.delivery.flush()
+        return list(self.capture.events)
+
+    def only_event(self) -> CapturedEvent:
+        """The single event PostHog received."""
+        events = self.events()
+        assert len(events) == 1, [event["event"] for event in events]
+        return events[0]
+
+    def close(self) -> None:
+        BotocoreInstrumentor().uninstrument()
+        self.provider.shutdown()
+
+
+def make_client(endpoint_url: str, max_attempts: int = 1) -> Any:
+    """A real boto3 Bedrock Runtime client for the emulator."""
+    return boto3.client(
+        "bedrock-runtime",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": max_attempts, "mode": "standard"}),
+    )
+
+
+@pytest.fixture
+def make_pipeline(
+    bedrock: BedrockEmulator, capture: CaptureEmulator
+) -> Iterator[Any]:
+    """Build a pipeline with the given settings; torn down after the test."""
+    built: list[Pipeline] = []
+
+    def build(**settings: Any) -> Pipeline:
+        bedrock.reset()
+        capture.reset()
+        pipeline = Pipeline(bedrock, capture, **settings)
+        built.append(pipeline)
+        return pipeline
+
+    yield build
+    for pipeline in built:
+        pipeline.close()
+
+
+@pytest.fixture
+def pipeline(make_pipeline: Any) -> Pipeline:
+    """A pipeline with default settings (content capture off)."""
+    built: Pipeline = make_pipeline()
+    return built

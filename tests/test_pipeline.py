@@ -1,0 +1,340 @@
+"""The whole in-process pipeline: real boto3, the Bedrock emulator, our hooks, PostHog events."""
+
+from __future__ import annotations
+
+import gc
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EventStreamError
+from opentelemetry import baggage, context
+from posthog.contexts import identify_context, new_context
+
+import otel_bedrock
+from otel_bedrock.testing import ScriptedResponse, eventstream, stream, stream_exception_after
+from otel_bedrock.testing import validation_error
+
+LLAMA = "meta.llama3-1-8b-instruct-v1:0"
+LLAMA_BODY = json.dumps({"prompt": "Eggs and spinach?", "max_gen_len": 64})
+MESSAGES = [{"role": "user", "content": [{"text": "Eggs and spinach?"}]}]
+
+
+def llama_reply(body: dict[str, Any] | None = None, tokens: tuple[int, int] = (12, 3)) -> Any:
+    """An InvokeModel answer for Llama with token headers."""
+    payload = body or {
+        "generation": "Omelette.",
+        "prompt_token_count": tokens[0],
+        "generation_token_count": tokens[1],
+        "stop_reason": "stop",
+    }
+    return ScriptedResponse(
+        status=200,
+        headers={
+            "content-type": "application/json",
+            "x-amzn-bedrock-input-token-count": str(tokens[0]),
+            "x-amzn-bedrock-output-token-count": str(tokens[1]),
+        },
+        body=json.dumps(payload).encode(),
+    )
+
+
+def converse_stream_events() -> list[bytes]:
+    """A complete ConverseStream answer: 30 tokens in, 5 out."""
+    return [
+        eventstream.event("messageStart", {"role": "assistant"}),
+        eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Om"}}),
+        eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "let"}}),
+        eventstream.event("contentBlockStop", {"contentBlockIndex": 0}),
+        eventstream.event("messageStop", {"stopReason": "end_turn"}),
+        eventstream.event(
+            "metadata",
+            {
+                "usage": {"inputTokens": 30, "outputTokens": 5, "totalTokens": 35},
+                "metrics": {"latencyMs": 100},
+            },
+        ),
+    ]
+
+
+def test_invoke_model_event_has_tokens_cost_and_call_facts(pipeline: Any) -> None:
+    """An InvokeModel call gives one completion event with exact tokens, cost and call facts."""
+    pipeline.bedrock.enqueue(llama_reply())
+
+    response = pipeline.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+
+    assert json.loads(response["body"].read())["generation"] == "Omelette."
+    event = pipeline.only_event()
+    props = event["properties"]
+    assert event["event"] == "bedrock_completion"
+    assert props["model_id"] == LLAMA
+    assert props["model"] == LLAMA
+    assert props["operation"] == "InvokeModel"
+    assert props["prompt_token_count"] == 12
+    assert props["generation_token_count"] == 3
+    assert props["stop_reason"] == "stop"
+    assert props["cost_status"] == "priced"
+    assert props["input_cost_in_dollars"] == pytest.approx(12 * 0.22e-6, abs=1e-12)
+    assert props["output_cost_in_dollars"] == pytest.approx(3 * 0.22e-6, abs=1e-12)
+    assert props["total_cost_in_dollars"] == pytest.approx(15 * 0.22e-6, abs=1e-12)
+    assert props["retry_attempts"] == 0
+    assert props["aws_region"] == "us-east-1"
+    assert props["stream"] is False
+    assert props["response_time_in_ms"] > 0
+    assert "prompt" not in props and "generation" not in props
+
+
+def test_invoke_model_body_stays_readable_for_the_application(pipeline: Any) -> None:
+    """The application reads the same body bytes it would read without instrumentation."""
+    reply = llama_reply()
+    pipeline.bedrock.enqueue(reply)
+
+    response = pipeline.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+
+    assert response["body"].read() == reply.body
+
+
+def test_headers_win_and_malformed_body_loses_nothing(pipeline: Any) -> None:
+    """A body that is not JSON still gives an event, with the header token counts."""
+    reply = llama_reply()
+    reply.body = b"<html>not json</html>"
+    pipeline.bedrock.enqueue(reply)
+
+    pipeline.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+
+    props = pipeline.only_event()["properties"]
+    assert props["prompt_token_count"] == 12
+    assert props["generation_token_count"] == 3
+    assert "stop_reason" not in props
+
+
+def test_unknown_family_gets_tokens_from_headers(pipeline: Any) -> None:
+    """A model family nobody knows yet still reports tokens through the headers."""
+    pipeline.bedrock.enqueue(llama_reply(body={"answer": "?"}, tokens=(7, 9)))
+
+    pipeline.client.invoke_model(modelId="futurelab.model-x-v1:0", body=b"{}")
+
+    props = pipeline.only_event()["properties"]
+    assert props["prompt_token_count"] == 7
+    assert props["generation_token_count"] == 9
+    assert props["cost_status"] == "unpriced"
+    assert "total_cost_in_dollars" not in props
+
+
+def test_client_error_gives_one_error_event(pipeline: Any) -> None:
+    """A 400 from Bedrock gives one bedrock_error with the AWS error name and HTTP status."""
+    pipeline.bedrock.enqueue(validation_error("The provided model identifier is invalid."))
+
+    with pytest.raises(ClientError):
+        pipeline.client.converse(modelId="us.nope-v1:0", messages=MESSAGES)
+
+    event = pipeline.only_event()
+    props = event["properties"]
+    assert event["event"] == "bedrock_error"
+    assert props["error_type"] == "ValidationException"
+    assert props["error_code"] == 400
+    assert props["error_name"] == "ValidationException"
+    assert props["error_message"] == "The provided model identifier is invalid."
+    assert props["operation"] == "Converse"
+    assert props["retry_attempts"] == 0
+    assert "ValidationException" in props["error_stack"]
+
+
+def test_stream_call_rejected_before_streaming_ends_its_span(pipeline: Any) -> None:
+    """A ConverseStream call that gets a 400 gives one error event (its span is ended)."""
+    pipeline.bedrock.enqueue(validation_error("Malformed input request."))
+
+    with pytest.raises(ClientError):
+        pipeline.client.converse_stream(modelId=LLAMA, messages=MESSAGES)
+
+    props = pipeline.only_event()["properties"]
+    assert props["error_type"] == "ValidationException"
+    assert props["operation"] == "ConverseStream"
+
+
+def test_converse_stream_read_to_the_end(pipeline: Any) -> None:
+    """A ConverseStream read to the end gives one completed event with its usage."""
+    pipeline.bedrock.enqueue(stream(converse_stream_events()))
+
+    events = list(pipeline.client.converse_stream(modelId=LLAMA, messages=MESSAGES)["stream"])
+
+    assert len(events) == 6
+    props = pipeline.only_event()["properties"]
+    assert props["stream"] is True
+    assert props["stream_completed"] is True
+    assert props["prompt_token_count"] == 30
+    assert props["generation_token_count"] == 5
+    assert props["stop_reason"] == "end_turn"
+
+
+def test_stream_dropped_after_two_events_gives_one_incomplete_event(pipeline: Any) -> None:
+    """Breaking out of a stream and dropping it ends the span: one event, not completed."""
+    pipeline.bedrock.enqueue(stream(converse_stream_events()))
+    response = pipeline.client.converse_stream(modelId=LLAMA, messages=MESSAGES)
+
+    for seen, _event in enumerate(response["stream"], start=1):
+        if seen == 2:
+            break
+    del response
+    gc.collect()
+
+    props = pipeline.only_event()["properties"]
+    assert props["stream_completed"] is False
+    assert "prompt_token_count" not in props
+    assert props["usage_status"] == "missing"
+
+
+def test_stream_never_read_gives_one_event_when_dropped(pipeline: Any) -> None:
+    """A stream the application never iterates still ends its span when dropped."""
+    pipeline.bedrock.enqueue(stream(converse_stream_events()))
+
+    response = pipeline.client.converse_stream(modelId=LLAMA, messages=MESSAGES)
+    del response
+    gc.collect()
+
+    assert pipeline.only_event()["properties"]["stream_completed"] is False
+
+
+def test_stream_closed_early_gives_one_event(pipeline: Any) -> None:
+    """Closing a stream before its end gives exactly one event."""
+    pipeline.bedrock.enqueue(stream(converse_stream_events()))
+    response = pipeline.client.converse_stream(modelId=LLAMA, messages=MESSAGES)
+
+    response["stream"].close()
+    del response
+    gc.collect()
+
+    assert pipeline.only_event()["properties"]["stream_completed"] is False
+
+
+def test_exception_inside_a_stream_gives_one_error_event(pipeline: Any) -> None:
+    """A throttling exception in the middle of a stream gives one bedrock_error."""
+    first_two = converse_stream_events()[:2]
+    pipeline.bedrock.enqueue(stream_exception_after(first_two, "throttlingException"))
+    response = pipeline.client.converse_stream(modelId=LLAMA, messages=MESSAGES)
+
+    with pytest.raises(EventStreamError):
+        list(response["stream"])
+
+    event = pipeline.only_event()
+    assert event["event"] == "bedrock_error"
+    assert event["properties"]["error_type"] == "ThrottlingException"
+    assert event["properties"]["error_code"] == 429
+
+
+def test_caller_sees_the_same_stream_events_as_without_instrumentation(
+    bedrock: Any, make_pipeline: Any
+) -> None:
+    """The stream events the application receives are identical with and without us."""
+    from tests.conftest import make_client
+
+    bedrock.reset()
+    bedrock.enqueue(stream(converse_stream_events()))
+    plain = list(make_client(bedrock.endpoint_url).converse_stream(
+        modelId=LLAMA, messages=MESSAGES)["stream"])
+    pipeline = make_pipeline()
+    pipeline.bedrock.enqueue(stream(converse_stream_events()))
+
+    observed = list(pipeline.client.converse_stream(modelId=LLAMA, messages=MESSAGES)["stream"])
+
+    assert observed == plain
+
+
+def test_identify_names_the_person(pipeline: Any) -> None:
+    """Calls inside otel_bedrock.identify() carry that distinct id and make a person."""
+    pipeline.bedrock.enqueue(llama_reply())
+
+    with otel_bedrock.identify("cook@example.com"):
+        pipeline.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+
+    event = pipeline.only_event()
+    assert event["distinct_id"] == "cook@example.com"
+    assert "$process_person_profile" not in event["properties"]
+
+
+def test_baggage_names_the_person_before_identify(pipeline: Any) -> None:
+    """A user.id in OpenTelemetry baggage wins over identify()."""
+    pipeline.bedrock.enqueue(llama_reply())
+    token = context.attach(baggage.set_baggage("user.id", "from-baggage"))
+    try:
+        with otel_bedrock.identify("from-helper"):
+            pipeline.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+    finally:
+        context.detach(token)
+
+    assert pipeline.only_event()["distinct_id"] == "from-baggage"
+
+
+def test_posthog_context_names_the_person(pipeline: Any) -> None:
+    """PostHog's own identify_context is honoured."""
+    pipeline.bedrock.enqueue(llama_reply())
+
+    with new_context():
+        identify_context("posthog-user")
+        pipeline.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+
+    assert pipeline.only_event()["distinct_id"] == "posthog-user"
+
+
+def test_enclosing_span_user_names_the_person(pipeline: Any) -> None:
+    """An enduser.id on the span that encloses the call names the person."""
+    pipeline.bedrock.enqueue(llama_reply())
+    tracer = pipeline.provider.get_tracer("test")
+
+    with tracer.start_as_current_span("POST /recipe", attributes={"enduser.id": "u-42"}):
+        pipeline.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+
+    assert pipeline.only_event()["distinct_id"] == "u-42"
+
+
+def test_anonymous_call_makes_no_person(pipeline: Any) -> None:
+    """Without any identity the event is personless, keyed by its trace id."""
+    pipeline.bedrock.enqueue(llama_reply())
+
+    pipeline.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+
+    event = pipeline.only_event()
+    assert event["properties"]["$process_person_profile"] is False
+    assert event["distinct_id"] == event["properties"]["trace_id"]
+
+
+def test_content_capture_off_by_default_and_on_when_asked(make_pipeline: Any) -> None:
+    """Prompt and generation appear only with content capture on."""
+    pipeline = make_pipeline(capture_content=True)
+    pipeline.bedrock.enqueue(llama_reply())
+
+    pipeline.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+
+    props = pipeline.only_event()["properties"]
+    assert props["prompt"] == "Eggs and spinach?"
+    assert props["generation"] == "Omelette."
+
+
+def test_captured_content_is_capped(make_pipeline: Any) -> None:
+    """Captured text longer than the cap is cut and the event says so."""
+    pipeline = make_pipeline(capture_content=True, max_content_chars=4)
+    pipeline.bedrock.enqueue(llama_reply())
+
+    pipeline.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+
+    props = pipeline.only_event()["properties"]
+    assert props["prompt"] == "Eggs"
+    assert props["generation"] == "Omel"
+    assert props["content_truncated"] is True
+
+
+def test_ai_schema_sends_ai_generation(make_pipeline: Any) -> None:
+    """With the ai schema, the call becomes a $ai_generation with all three costs."""
+    pipeline = make_pipeline(event_schema="ai")
+    pipeline.bedrock.enqueue(llama_reply())
+
+    pipeline.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+
+    event = pipeline.only_event()
+    props = event["properties"]
+    assert event["event"] == "$ai_generation"
+    assert props["$ai_model"] == LLAMA
+    assert props["$ai_input_tokens"] == 12
+    assert props["$ai_output_tokens"] == 3
+    assert props["$ai_total_cost_usd"] == pytest.approx(3.3e-6, abs=1e-12)
+    assert props["$ai_is_error"] is False
