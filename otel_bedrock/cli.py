@@ -43,3 +43,7 @@ def replay(capture_content: bool, paths: tuple[str, ...]) -> None:
         raise click.ClickException(f"cannot replay: {error}") from error
     for event in events:
         click.echo(event.to_json())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""``otel-bedrock replay`` over the shared cases and real recordings.
+
+Expected values come from each file itself: the case's ``expected`` block, or what the recorded
+response shows (its token headers, its ``usage`` object, or the usage at the end of its event
+stream, decoded with botocore's own event-stream decoder).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.eventstream import EventStreamBuffer
+
+from otel_bedrock.replay import ReplayedEvent, replay
+from tests.conftest import SHARED, load_exchange, shared_files
+
+
+@cache
+def replayed(folder: str) -> dict[str, list[ReplayedEvent]]:
+    """Replay a whole shared folder once; events grouped by source file."""
+    grouped: dict[str, list[ReplayedEvent]] = {}
+    for event in replay([str(SHARED / folder)]):
+        grouped.setdefault(Path(event.source).name, []).append(event)
+    return grouped
+
+
+def case_names() -> list[str]:
+    return [path.name for path in shared_files("cases")] if (SHARED / "cases").is_dir() else []
+
+
+def recording_names() -> list[str]:
+    folder = SHARED / "recordings"
+    return sorted(path.name for path in folder.glob("*.json")) if folder.is_dir() else []
+
+
+@pytest.mark.parametrize("name", case_names())
+def test_case_gives_the_expected_event(name: str) -> None:
+    """Each shared case produces exactly the event its expected block describes."""
+    case = load_exchange(SHARED / "cases" / name)
+    expected = case["expected"]
+    events = replayed("cases").get(name, [])
+
+    matching = [event for event in events if event.event == expected["event"]]
+
+    assert len(matching) == expected.get("count", 1), [event.event for event in events]
+    props = matching[0].properties
+    for key, want in expected.get("properties", {}).items():
+        if isinstance(want, float):
+            assert props[key] == pytest.approx(want, abs=1e-9), key
+        else:
+            assert props[key] == want, key
+    for key in expected.get("absent", []):
+        assert key not in props, key
+
+
+def _stream_messages(recording: dict[str, Any]) -> list[tuple[dict[str, Any], Any]]:
+    """Headers and decoded JSON payload of each message in a recorded event stream."""
+    buffer = EventStreamBuffer()
+    buffer.add_data(base64.b64decode(recording["response"]["body_base64"]))
+    messages = []
+    for message in buffer:
+        payload = json.loads(message.payload) if message.payload else {}
+        messages.append((message.headers, payload))
+    return messages
+
+
+def recorded_truth(recording: dict[str, Any]) -> dict[str, Any]:
+    """The event kind, tokens and stop reason a recorded response shows, read by hand."""
+    response = recording["response"]
+    if response["status"] >= 400:
+        return {"event": "bedrock_error"}
+    truth: dict[str, Any] = {"event": "bedrock_completion"}
+    operation = recording["operation"]
+    headers = response.get("headers", {})
+    if operation == "InvokeModel":
+        truth["prompt_token_count"] = int(headers["x-amzn-bedrock-input-token-count"])
+        truth["generation_token_count"] = int(headers["x-amzn-bedrock-output-token-count"])
+        for header, key in (
+            ("x-amzn-bedrock-cache-read-input-token-count", "cache_read_token_count"),
+            ("x-amzn-bedrock-cache-write-input-token-count", "cache_write_token_count"),
+        ):
+            if header in headers:
+                truth[key] = int(headers[header])
+    elif operation == "Converse":
+        body = json.loads(response["body"])
+        usage = body["usage"]
+        truth["prompt_token_count"] = usage["inputTokens"]
+        truth["generation_token_count"] = usage["outputTokens"]
+        truth["stop_reason"] = body["stopReason"]
+        if "cacheReadInputTokens" in usage:
+            truth["cache_read_token_count"] = usage["cacheReadInputTokens"]
+        if "cacheWriteInputTokens" in usage:
+            truth["cache_write_token_count"] = usage["cacheWriteInputTokens"]
+    elif operation == "ConverseStream":
+        for headers_, payload in _stream_messages(recording):
+            if headers_.get(":message-type") == "exception":
+                return {"event": "bedrock_error"}
+            if headers_.get(":event-type") == "messageStop":
+                truth["stop_reason"] = payload["stopReason"]
+            if headers_.get(":event-type") == "metadata":
+                truth["prompt_token_count"] = payload["usage"]["inputTokens"]
+                truth["generation_token_count"] = payload["usage"]["outputTokens"]
+    elif operation == "InvokeModelWithResponseStream":
+        for headers_, payload in _stream_messages(recording):
+            if headers_.get(":message-type") == "exception":
+                return {"event": "bedrock_error"}
+            chunk = json.loads(base64.b64decode(payload["bytes"]))
+            metrics = chunk.get("amazon-bedrock-invocationMetrics")
+            if metrics:
+                truth["prompt_token_count"] = metrics["inputTokenCount"]
+                truth["generation_token_count"] = metrics["outputTokenCount"]
+    return truth
+
+
+@pytest.mark.parametrize("name", recording_names())
+def test_recording_replays_to_what_the_response_shows(name: str) -> None:
+    """Each real recording gives the event kind, tokens and stop reason its response shows."""
+    recording = load_exchange(SHARED / "recordings" / name)
+    events = replayed("recordings").get(name, [])
+    if recording["operation"] == "CountTokens":
+        assert events == []
+        return
+    truth = recorded_truth(recording)
+
+    assert [event.event for event in events] == [truth.pop("event")]
+    props = events[0].properties
+    assert {key: props.get(key) for key in truth} == truth
+
+
+def test_replay_command_prints_one_json_line_per_event() -> None:
+    """The CLI prints each event as a JSON line naming its source file."""
+    case = SHARED / "cases" / "titan-invoke-tokens.json"
+    if not case.is_file():
+        pytest.skip("shared cases are not present")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "otel_bedrock.cli", "replay", str(case)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(line["source"], line["event"]) for line in lines] == [
+        (str(case), "bedrock_completion")
+    ]
+    assert lines[0]["properties"]["prompt_token_count"] == 5

@@ -1,0 +1,109 @@
+"""The three ways to run in-process, each as a separate program over real HTTP.
+
+Each test starts a plain boto3 program in a new process, pointed at the Bedrock emulator by
+boto3's own ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` and at the capture emulator by
+``POSTHOG_HOST``, and checks what PostHog received.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otel_bedrock.testing import BedrockEmulator, CaptureEmulator
+from tests.conftest import TEST_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+OPERATIONS = ["InvokeModel", "InvokeModelWithResponseStream", "Converse", "ConverseStream"]
+
+
+def run(
+    bedrock: BedrockEmulator, capture: CaptureEmulator, argv: list[str], **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a program with a clean OpenTelemetry environment and the emulators' addresses."""
+    bedrock.reset()
+    capture.reset()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env.update(
+        POSTHOG_API_KEY=TEST_KEY,
+        POSTHOG_HOST=capture.url,
+        AWS_ENDPOINT_URL_BEDROCK_RUNTIME=bedrock.endpoint_url,
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_REGION="us-east-1",
+        OTEL_PYTHON_DISTRO="otel_bedrock",
+        **extra,
+    )
+    return subprocess.run(
+        argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def completions(capture: CaptureEmulator) -> dict[str, dict[str, Any]]:
+    """Completion events by operation."""
+    return {
+        event["properties"]["operation"]: event["properties"]
+        for event in capture.events
+        if event["event"] == "bedrock_completion"
+    }
+
+
+@pytest.mark.parametrize("config_file", [None, "otel-config.yaml"])
+def test_unchanged_program_under_opentelemetry_instrument(
+    bedrock: BedrockEmulator, capture: CaptureEmulator, config_file: str | None
+) -> None:
+    """Every call of an untouched boto3 program becomes a complete event, in both modes."""
+    extra = {"OTEL_CONFIG_FILE": config_file} if config_file else {}
+
+    done = run(
+        bedrock,
+        capture,
+        [str(BIN / "opentelemetry-instrument"), sys.executable, "examples/bedrock_calls.py"],
+        **extra,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    events = completions(capture)
+    assert sorted(events) == sorted(OPERATIONS)
+    for props in events.values():
+        assert props["model"] == "meta.llama3-1-8b-instruct-v1:0"
+        assert props["prompt_token_count"] > 0
+        assert props["generation_token_count"] > 0
+        assert props["cost_status"] == "priced"
+        expected = (props["prompt_token_count"] + props["generation_token_count"]) * 0.22e-6
+        assert props["total_cost_in_dollars"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_embedded_configure_call(bedrock: BedrockEmulator, capture: CaptureEmulator) -> None:
+    """The embedded example's one configure() call gives an event with the identified user."""
+    done = run(bedrock, capture, [sys.executable, "examples/embedded.py"])
+
+    assert done.returncode == 0, done.stderr
+    [event] = capture.events
+    assert event["event"] == "bedrock_completion"
+    assert event["distinct_id"] == "cook@example.com"
+
+
+def test_bad_setting_is_reported_and_the_program_still_runs(
+    bedrock: BedrockEmulator, capture: CaptureEmulator
+) -> None:
+    """A personal key where a project key belongs is named at start; the app keeps working."""
+    done = run(
+        bedrock,
+        capture,
+        [str(BIN / "opentelemetry-instrument"), sys.executable, "examples/bedrock_calls.py"],
+        POSTHOG_API_KEY="phx_personal_key",
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "ConverseStream:" in done.stdout
+    assert "personal API key" in done.stderr
+    assert "phx_personal_key" not in done.stderr.replace("'phx_personal_key'", "")
+    assert capture.events == []
