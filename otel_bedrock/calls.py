@@ -8,6 +8,7 @@ configuration mode (where no processor of ours runs) and spans received over OTL
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -186,11 +187,11 @@ def _error(span: SpanData, values: Mapping[str, Any]) -> CallError | None:
     exception = _last_exception(span.events)
     exception_type = _text(exception.get("exception.type")) or _text(values.get(attr.ERROR_TYPE))
     name = (exception_type or "Error").rsplit(".", 1)[-1]
-    message = (
-        _text(values.get(attr.ERROR_MESSAGE))
-        or _text(exception.get("exception.message"))
-        or _text(getattr(span.status, "description", None))
-    )
+    message = _text(values.get(attr.ERROR_MESSAGE)) or _text(exception.get("exception.message"))
+    if message is None:
+        message = _text(getattr(span.status, "description", None))
+        if code is None and message is not None:
+            code, message = _parse_client_error(message)
 
     return CallError(
         type=code or name,
@@ -199,6 +200,32 @@ def _error(span: SpanData, values: Mapping[str, Any]) -> CallError | None:
         http_status=_http_status(values),
         stack=_text(exception.get("exception.stacktrace")),
     )
+
+
+# The message botocore gives every ClientError.
+_CLIENT_ERROR = re.compile(
+    r"An error occurred \((?P<code>[^)]*)\) when calling the \w+ operation"
+    r"(?: \(reached max retries: \d+\))?: (?P<message>.*)",
+    re.DOTALL,
+)
+
+
+def _parse_client_error(text: str) -> tuple[str | None, str]:
+    """AWS error name and message from a ClientError's text, when a span kept only that."""
+    match = _CLIENT_ERROR.fullmatch(text)
+    if match is None:
+        return None, text
+    code = match["code"]
+    name = aws_error_name(code) if code and not code.isdigit() else None
+
+    return name, match["message"]
+
+
+def aws_error_name(code: str) -> str:
+    """The PascalCase AWS error name: ``throttlingException`` -> ``ThrottlingException``."""
+    name = code.split(":", 1)[0].rsplit("#", 1)[-1]
+
+    return name[:1].upper() + name[1:]
 
 
 def _http_status(values: Mapping[str, Any]) -> int | None:

@@ -30,6 +30,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from otel_bedrock import attributes as attr
 from otel_bedrock import families, usage
+from otel_bedrock.calls import aws_error_name
 from otel_bedrock.config import Settings
 from otel_bedrock.converse import ConverseStreamState, parse_converse
 from otel_bedrock.families import ResponseFacts
@@ -85,7 +86,9 @@ class BedrockHooks:
         try:
             failed = not isinstance(result, dict) or "Error" in result
             if failed:
-                if isinstance(result, dict):
+                # Upstream ends the span of a failed stream call itself; what it recorded
+                # (status message and error type) is read back by the exporter.
+                if isinstance(result, dict) and span.is_recording():
                     span.set_attributes(client_error_attributes(result["Error"]))
                 if operation_name in STREAM_OPERATIONS:
                     _end_failed_stream_call(span)
@@ -348,13 +351,6 @@ def stream_error_attributes(error: BaseException) -> dict[str, Any]:
         return values
 
     return {attr.ERROR_CODE: type(error).__name__, attr.ERROR_MESSAGE: str(error)}
-
-
-def aws_error_name(code: str) -> str:
-    """The PascalCase AWS error name: ``throttlingException`` -> ``ThrottlingException``."""
-    name = code.split(":", 1)[0].rsplit("#", 1)[-1]
-
-    return name[:1].upper() + name[1:]
 
 
 def prompt_text(operation: str, params: Mapping[str, Any]) -> str | None:

@@ -99,12 +99,16 @@ def replay(paths: Iterable[str], *, capture_content: bool = False) -> list[Repla
         provider.add_span_processor(BatchSpanProcessor(exporter))
         instrument_botocore(settings, tracer_provider=provider)
         sources: dict[str, str] = {}
-        for index, (source, exchange) in enumerate(exchanges, start=1):
-            trace_id = index.to_bytes(16, "big").hex()
-            sources[trace_id] = source
-            with _trace(index):
-                _call(bedrock, exchange)
-        provider.shutdown()
+        try:
+            for index, (source, exchange) in enumerate(exchanges, start=1):
+                sources[index.to_bytes(16, "big").hex()] = source
+                with _trace(index):
+                    try:
+                        _call(bedrock, exchange)
+                    except Exception:  # noqa: BLE001 - one bad file must not stop the others
+                        logger.exception("replay_file_failed source=%s", source)
+        finally:
+            provider.shutdown()
         received = list(capture.events)
 
     return [
@@ -192,7 +196,12 @@ def call_arguments(exchange: Mapping[str, Any]) -> dict[str, Any]:
         if "accept" in headers:
             arguments["accept"] = headers["accept"]
         return arguments
-    decoded = json.loads(body) if body else {}
+    try:
+        decoded = json.loads(body) if body else {}
+    except ValueError:
+        # Some recorders kept a damaged request body; the response is what is replayed.
+        logger.warning("replay_request_unreadable model_id=%s; sending a stand-in", model_id)
+        decoded = {"messages": [{"role": "user", "content": [{"text": "(unreadable)"}]}]}
     decoded.pop("modelId", None)
 
     return {"modelId": model_id, **_binary_fields(decoded)}

@@ -38,8 +38,8 @@ def run(
         AWS_SECRET_ACCESS_KEY="test",
         AWS_REGION="us-east-1",
         OTEL_PYTHON_DISTRO="otel_bedrock",
-        **extra,
     )
+    env.update(extra)
     return subprocess.run(
         argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
