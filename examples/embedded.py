@@ -23,9 +23,7 @@ client = boto3.client("bedrock-runtime", region_name=os.environ.get("AWS_REGION"
 body = {"prompt": "Suggest a recipe with eggs and spinach.", "max_gen_len": 128}
 
 with otel_bedrock.identify("cook@example.com"):
-    response = client.invoke_model(
-        modelId="meta.llama3-1-8b-instruct-v1:0", body=json.dumps(body)
-    )
+    response = client.invoke_model(modelId="meta.llama3-1-8b-instruct-v1:0", body=json.dumps(body))
 print(json.loads(response["body"].read())["generation"])
 
 # A long-running service flushes on exit by itself; a serverless handler calls this before

@@ -96,6 +96,4 @@ class PostHogDelivery:
     def _on_error(self, error: Exception, batch: list[dict[str, Any]]) -> None:
         with self._lock:
             self.counters.failed_batches += 1
-        logger.error(
-            "posthog_batch_failed count=%s error=%s host=%s", len(batch), error, self.host
-        )
+        logger.error("posthog_batch_failed count=%s error=%s host=%s", len(batch), error, self.host)

@@ -21,7 +21,7 @@ from opentelemetry.environment_variables import (
     OTEL_METRICS_EXPORTER,
     OTEL_TRACES_EXPORTER,
 )
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_CONFIGURATOR
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.environment_variables import OTEL_CONFIG_FILE
@@ -34,7 +34,7 @@ from otel_bedrock.processor import BedrockSpanProcessor
 ENTRY_POINT_NAME = "otel_bedrock"
 
 
-class BedrockDistro(BaseDistro):
+class BedrockDistro(BaseDistro):  # type: ignore[misc]
     """Defaults for ``opentelemetry-instrument`` and our hooks for botocore."""
 
     def _configure(self, **kwargs: Any) -> None:
@@ -57,7 +57,7 @@ class BedrockConfigurator(_OTelSDKConfigurator):
 
     def _configure(self, **kwargs: Any) -> None:
         if os.environ.get(OTEL_CONFIG_FILE):
-            super()._configure()
+            super()._configure()  # type: ignore[no-untyped-call]
             return
         processors = [BedrockSpanProcessor(), *kwargs.pop("span_processors", ())]
-        super()._configure(span_processors=processors, **kwargs)
+        super()._configure(span_processors=processors, **kwargs)  # type: ignore[no-untyped-call]

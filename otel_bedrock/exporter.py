@@ -78,7 +78,7 @@ class PostHogSpanExporter(SpanExporter):
         for span in spans:
             try:
                 events = self.events_for(span)
-            except Exception:  # noqa: BLE001 - one bad span must not lose the batch
+            except Exception:
                 logger.exception("bedrock_span_unreadable span=%s", span.name)
                 continue
             for event in events:

@@ -74,7 +74,7 @@ class BedrockHooks:
             if self._capture:
                 self._clip(values, attr.PROMPT, prompt_text(operation_name, api_params))
             span.set_attributes(values)
-        except Exception:  # noqa: BLE001 - a hook must never break the caller's request
+        except Exception:
             _log_once("request_hook", operation_name)
 
     def response_hook(
@@ -106,7 +106,7 @@ class BedrockHooks:
                 family = families.family_for(model.provider)
                 state = family.new_stream_state(model.base_id, self._capture)
                 self._observe_stream(span, result, "body", state)
-        except Exception:  # noqa: BLE001 - a hook must never break the caller's request
+        except Exception:
             _log_once("response_hook", operation_name)
 
     def _on_invoke_model(self, span: Span, result: dict[str, Any], model: ModelRef) -> None:
@@ -200,7 +200,7 @@ class StreamOutcome:
                     state.observe_chunk(decoded)  # type: ignore[union-attr]
             if _METRICS_MARKER in raw:
                 self._completed = True
-        except Exception:  # noqa: BLE001 - a bad event must not break the caller's stream
+        except Exception:
             _log_once("stream_event", "")
 
     def fail(self, error: BaseException) -> None:
@@ -215,9 +215,7 @@ class StreamOutcome:
         try:
             span = self._span
             values = self._hooks.fact_attributes(self._state.facts(), "stream")
-            values[attr.STREAM_COMPLETED] = self._error is None and (
-                self._completed or reached_end
-            )
+            values[attr.STREAM_COMPLETED] = self._error is None and (self._completed or reached_end)
             error = self._error
             if error is not None:
                 values.update(stream_error_attributes(error))
@@ -225,7 +223,7 @@ class StreamOutcome:
                 span.set_status(Status(StatusCode.ERROR, str(error)))
             span.set_attributes(values)
             span.end()
-        except Exception:  # noqa: BLE001 - ending a span must not break the caller
+        except Exception:
             _log_once("stream_end", "")
 
 
@@ -273,7 +271,7 @@ def _abandon(stream: Any, outcome: StreamOutcome) -> None:
     """Called when the application dropped a stream: nothing can read it any more."""
     try:
         stream.close()
-    except Exception:  # noqa: BLE001 - closing a dead stream must not raise at collection
+    except Exception:
         _log_once("stream_close", "")
     outcome.finish()
 

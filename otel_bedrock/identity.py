@@ -74,4 +74,3 @@ def distinct_id_from_attributes(attributes: Mapping[str, Any]) -> str | None:
             return str(value)
 
     return None
-

@@ -438,4 +438,3 @@ def _warn_unpriced(model: ModelRef) -> None:
     if model.kind == ModelKind.APPLICATION_INFERENCE_PROFILE and model.base_id is None:
         reason = "application inference profile with no mapping to a model"
     logger.warning("model_unpriced model_id=%s reason=%s", key, reason)
-

@@ -70,7 +70,7 @@ class ReplayedEvent:
 
 def exchange_files(paths: Iterable[str]) -> list[tuple[str, Path]]:
     """Each path as given, with folders expanded to the ``*.json`` files they hold."""
-    found = []
+    found: list[tuple[str, Path]] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
@@ -105,7 +105,7 @@ def replay(paths: Iterable[str], *, capture_content: bool = False) -> list[Repla
                 with _trace(index):
                     try:
                         _call(bedrock, exchange)
-                    except Exception:  # noqa: BLE001 - one bad file must not stop the others
+                    except Exception:
                         logger.exception("replay_file_failed source=%s", source)
         finally:
             provider.shutdown()

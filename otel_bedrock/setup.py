@@ -42,9 +42,7 @@ class Pipeline:
         self.provider.shutdown()
 
 
-def configure(
-    tracer_provider: TracerProvider | None = None, **settings: Any
-) -> Pipeline:
+def configure(tracer_provider: TracerProvider | None = None, **settings: Any) -> Pipeline:
     """Send a PostHog event for every Bedrock call this process makes.
 
     Args:
@@ -71,7 +69,7 @@ def configure(
 def instrument_botocore(settings: Settings | None = None, **instrument_kwargs: Any) -> None:
     """Instrument botocore with our hooks, keeping hooks the application already gave it."""
     hooks = BedrockHooks(settings or load_settings())
-    instrumentor = BotocoreInstrumentor()
+    instrumentor = BotocoreInstrumentor()  # type: ignore[no-untyped-call]
     request_hook: Hook = hooks.request_hook
     response_hook: Hook = hooks.response_hook
     if instrumentor.is_instrumented_by_opentelemetry:

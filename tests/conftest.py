@@ -18,7 +18,7 @@ from otel_bedrock.config import load_settings
 from otel_bedrock.exporter import PostHogSpanExporter
 from otel_bedrock.processor import BedrockSpanProcessor
 from otel_bedrock.setup import instrument_botocore
-from otel_bedrock.testing import BedrockEmulator, CaptureEmulator, CapturedEvent
+from otel_bedrock.testing import BedrockEmulator, CapturedEvent, CaptureEmulator
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TEST_KEY = "phc_test"
@@ -96,9 +96,7 @@ def make_client(endpoint_url: str, max_attempts: int = 1) -> Any:
 
 
 @pytest.fixture
-def make_pipeline(
-    bedrock: BedrockEmulator, capture: CaptureEmulator
-) -> Iterator[Any]:
+def make_pipeline(bedrock: BedrockEmulator, capture: CaptureEmulator) -> Iterator[Any]:
     """Build a pipeline with the given settings; torn down after the test."""
     built: list[Pipeline] = []
 

@@ -12,8 +12,13 @@ from opentelemetry import baggage, context
 from posthog.contexts import identify_context, new_context
 
 import otel_bedrock
-from otel_bedrock.testing import ScriptedResponse, eventstream, stream, stream_exception_after
-from otel_bedrock.testing import validation_error
+from otel_bedrock.testing import (
+    ScriptedResponse,
+    eventstream,
+    stream,
+    stream_exception_after,
+    validation_error,
+)
 
 LLAMA = "meta.llama3-1-8b-instruct-v1:0"
 LLAMA_BODY = json.dumps({"prompt": "Eggs and spinach?", "max_gen_len": 64})
@@ -230,8 +235,11 @@ def test_caller_sees_the_same_stream_events_as_without_instrumentation(
 
     bedrock.reset()
     bedrock.enqueue(stream(converse_stream_events()))
-    plain = list(make_client(bedrock.endpoint_url).converse_stream(
-        modelId=LLAMA, messages=MESSAGES)["stream"])
+    plain = list(
+        make_client(bedrock.endpoint_url).converse_stream(modelId=LLAMA, messages=MESSAGES)[
+            "stream"
+        ]
+    )
     pipeline = make_pipeline()
     pipeline.bedrock.enqueue(stream(converse_stream_events()))
 

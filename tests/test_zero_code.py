@@ -37,7 +37,6 @@ def run(
         AWS_ACCESS_KEY_ID="test",
         AWS_SECRET_ACCESS_KEY="test",
         AWS_REGION="us-east-1",
-        OTEL_PYTHON_DISTRO="otel_bedrock",
     )
     env.update(extra)
     return subprocess.run(

@@ -82,7 +82,7 @@ class TitanStreamState(BaseStreamState):
 
     __slots__ = ()
 
-    markers = (
+    markers: tuple[bytes, ...] = (
         METRICS_MARKER,
         b"inputTextTokenCount",
         b"totalOutputTextTokenCount",
@@ -106,7 +106,7 @@ class NovaStreamState(BaseStreamState):
 
     __slots__ = ()
 
-    markers = (METRICS_MARKER, b"messageStop", b"metadata")
+    markers: tuple[bytes, ...] = (METRICS_MARKER, b"messageStop", b"metadata")
 
     def _observe(self, chunk: Mapping[str, Any]) -> None:
         delta = dig(chunk, "contentBlockDelta", "delta")
@@ -126,7 +126,7 @@ class AmazonAnyStreamState(BaseStreamState):
 
     __slots__ = ("_nova", "_titan")
 
-    markers = (*TitanStreamState.markers, *NovaStreamState.markers[1:])
+    markers: tuple[bytes, ...] = (*TitanStreamState.markers, *NovaStreamState.markers[1:])
 
     def __init__(self, collect_text: bool = False) -> None:
         """Start an empty state; text is kept only when ``collect_text`` is true."""

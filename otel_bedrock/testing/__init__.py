@@ -23,7 +23,7 @@ from otel_bedrock.testing.bedrock import (
     throttle,
     validation_error,
 )
-from otel_bedrock.testing.capture import CaptureEmulator, CaptureRequest, CapturedEvent
+from otel_bedrock.testing.capture import CapturedEvent, CaptureEmulator, CaptureRequest
 
 __all__ = [
     "BedrockEmulator",

@@ -9,7 +9,6 @@ import pytest
 from otel_bedrock.families import ResponseFacts, family_for
 from otel_bedrock.usage import Usage
 
-
 SHAPES: list[tuple[dict[str, Any], ResponseFacts]] = [
     (
         {

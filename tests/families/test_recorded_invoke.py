@@ -99,7 +99,7 @@ BODIES: dict[str, Expected] = {
         Usage(30, 29),
         "FINISH",
         ': "Amazon Bedrock es la forma más sencilla',
-        "con modelos base (FM)\".",
+        'con modelos base (FM)".',
     ),
     f"{OL}cohere__test_cohere_completion__0.json": Expected(
         "cohere",

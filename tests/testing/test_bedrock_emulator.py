@@ -282,8 +282,9 @@ def test_request_id_generated_when_absent(emu: BedrockEmulator, client: Any) -> 
     response = client.count_tokens(modelId=NOVA, input={"converse": {"messages": MESSAGES}})
 
     assert response["inputTokens"] == 5
-    assert str(uuid.UUID(response["ResponseMetadata"]["RequestId"])) == (
-        response["ResponseMetadata"]["RequestId"]
+    assert (
+        str(uuid.UUID(response["ResponseMetadata"]["RequestId"]))
+        == (response["ResponseMetadata"]["RequestId"])
     )
 
 
