@@ -130,7 +130,7 @@ def describe(span: SpanData, profiles: Mapping[str, str] | None = None) -> Bedro
         stream_completed=bool(completed) if stream and completed is not None else None,
         region=_text(values.get(attr.CLOUD_REGION)),
         request_id=_text(values.get(attr.AWS_REQUEST_ID)),
-        retry_attempts=count(values.get(attr.RETRY_ATTEMPTS)),
+        retry_attempts=_retry_attempts(values),
         prompt=_text(values.get(attr.PROMPT)),
         generation=_text(values.get(attr.GENERATION)),
         content_truncated=values.get(attr.CONTENT_TRUNCATED) is True,
@@ -166,6 +166,16 @@ def _upstream_usage(values: Mapping[str, Any], operation: str, model: ModelRef) 
         cache_read_tokens=count(values.get(attr.GEN_AI_CACHE_READ_TOKENS)),
         cache_write_tokens=count(values.get(attr.GEN_AI_CACHE_WRITE_TOKENS)),
     )
+
+
+def _retry_attempts(values: Mapping[str, Any]) -> int | None:
+    """Retries botocore made: from the response metadata, else from the attempts we counted."""
+    reported = count(values.get(attr.RETRY_ATTEMPTS))
+    if reported is not None:
+        return reported
+    attempts = count(values.get(attr.ATTEMPTS))
+
+    return attempts - 1 if attempts else None
 
 
 def _stop_reason(values: Mapping[str, Any]) -> str | None:

@@ -28,7 +28,7 @@ from opentelemetry.sdk.environment_variables import OTEL_CONFIG_FILE
 from opentelemetry.util._importlib_metadata import EntryPoint
 
 from otel_bedrock.config import load_settings
-from otel_bedrock.hooks import BedrockHooks
+from otel_bedrock.hooks import BedrockHooks, install_attempt_counter
 from otel_bedrock.processor import BedrockSpanProcessor
 
 ENTRY_POINT_NAME = "otel_bedrock"
@@ -49,6 +49,7 @@ class BedrockDistro(BaseDistro):  # type: ignore[misc]
             hooks = BedrockHooks(load_settings())
             kwargs.setdefault("request_hook", hooks.request_hook)
             kwargs.setdefault("response_hook", hooks.response_hook)
+            install_attempt_counter()
         super().load_instrumentor(entry_point, **kwargs)
 
 

@@ -81,7 +81,8 @@ def _tutorial_event(call: BedrockCall, cost: Cost) -> CaptureEvent:
         if call.stream:
             props["stream_completed"] = bool(call.stream_completed)
         name = COMPLETION_EVENT
-    _put_usage(props, call, cost)
+    if call.error is None or call.usage_status != "missing":
+        _put_usage(props, call, cost)
 
     return _event(call, name, props)
 

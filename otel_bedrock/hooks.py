@@ -26,7 +26,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
+from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
+from wrapt import wrap_function_wrapper
 
 from otel_bedrock import attributes as attr
 from otel_bedrock import families, usage
@@ -265,6 +267,35 @@ class ObservedStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def count_attempt(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Count one HTTP attempt on the current Bedrock span.
+
+    Wraps botocore's ``Endpoint.create_request``, which botocore calls once per attempt,
+    retries included, on the caller's thread. The count gives ``retry_attempts`` for calls that
+    end without any response (connection refused, timeouts).
+    """
+    try:
+        span = trace.get_current_span()
+        values = getattr(span, "attributes", None)
+        if values is not None and values.get(attr.RPC_SERVICE) == attr.BEDROCK_RUNTIME_SERVICE:
+            span.set_attribute(attr.ATTEMPTS, values.get(attr.ATTEMPTS, 0) + 1)
+    except Exception:
+        _log_once("count_attempt", "")
+
+    return wrapped(*args, **kwargs)
+
+
+_counter_installed = False
+
+
+def install_attempt_counter() -> None:
+    """Wrap botocore so each Bedrock span counts its HTTP attempts; safe to call again."""
+    global _counter_installed
+    if not _counter_installed:
+        wrap_function_wrapper("botocore.endpoint", "Endpoint.create_request", count_attempt)
+        _counter_installed = True
 
 
 def _abandon(stream: Any, outcome: StreamOutcome) -> None:

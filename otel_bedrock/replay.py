@@ -142,7 +142,12 @@ def _call(bedrock: BedrockEmulator, exchange: Mapping[str, Any]) -> None:
     """Make the boto3 call an exchange describes and consume it as its client block says."""
     behaviour = exchange.get("client") or {}
     bedrock.reset()
-    attempts = behaviour.get("max_attempts") or len(exchange.get("responses") or [0])
+    # The file's own retry setting, else exactly one attempt per recorded response.
+    retries: dict[str, Any] = {"mode": "standard"}
+    if "max_attempts" in behaviour:
+        retries["max_attempts"] = behaviour["max_attempts"]
+    else:
+        retries["total_max_attempts"] = len(exchange.get("responses") or [0])
     endpoint = bedrock.endpoint_url
     if behaviour.get("transport") == "refused":
         endpoint = f"http://127.0.0.1:{_closed_port()}"
@@ -155,7 +160,7 @@ def _call(bedrock: BedrockEmulator, exchange: Mapping[str, Any]) -> None:
         aws_access_key_id="replay",
         aws_secret_access_key="replay",
         config=Config(
-            retries={"max_attempts": attempts, "mode": "standard"},
+            retries=retries,
             connect_timeout=2,
             read_timeout=10,
         ),

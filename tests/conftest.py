@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,16 +84,25 @@ class Pipeline:
         self.provider.shutdown()
 
 
-def make_client(endpoint_url: str, max_attempts: int = 1) -> Any:
-    """A real boto3 Bedrock Runtime client for the emulator."""
+def make_client(endpoint_url: str, total_attempts: int = 1) -> Any:
+    """A real boto3 Bedrock Runtime client for the emulator, by default with no retries."""
     return boto3.client(
         "bedrock-runtime",
         endpoint_url=endpoint_url,
         region_name="us-east-1",
         aws_access_key_id="test",
         aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": max_attempts, "mode": "standard"}),
+        config=Config(retries={"total_max_attempts": total_attempts, "mode": "standard"}),
     )
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 @pytest.fixture

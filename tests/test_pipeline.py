@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EventStreamError
+from botocore.exceptions import ClientError, EndpointConnectionError, EventStreamError
 from opentelemetry import baggage, context
 from posthog.contexts import identify_context, new_context
 
@@ -19,6 +19,7 @@ from otel_bedrock.testing import (
     stream_exception_after,
     validation_error,
 )
+from tests.conftest import make_client
 
 LLAMA = "meta.llama3-1-8b-instruct-v1:0"
 LLAMA_BODY = json.dumps({"prompt": "Eggs and spinach?", "max_gen_len": 64})
@@ -231,8 +232,6 @@ def test_caller_sees_the_same_stream_events_as_without_instrumentation(
     bedrock: Any, make_pipeline: Any
 ) -> None:
     """The stream events the application receives are identical with and without us."""
-    from tests.conftest import make_client
-
     bedrock.reset()
     bedrock.enqueue(stream(converse_stream_events()))
     plain = list(
@@ -346,3 +345,21 @@ def test_ai_schema_sends_ai_generation(make_pipeline: Any) -> None:
     assert props["$ai_output_tokens"] == 3
     assert props["$ai_total_cost_usd"] == pytest.approx(3.3e-6, abs=1e-12)
     assert props["$ai_is_error"] is False
+
+
+def test_refused_connection_gives_one_error_event_with_its_retries(
+    pipeline: Any, unused_port: int
+) -> None:
+    """A call that never reaches Bedrock is an error event with the retries botocore made."""
+    client = make_client(f"http://127.0.0.1:{unused_port}", total_attempts=2)
+
+    with pytest.raises(EndpointConnectionError):
+        client.converse(modelId=LLAMA, messages=MESSAGES)
+
+    event = pipeline.only_event()
+    props = event["properties"]
+    assert event["event"] == "bedrock_error"
+    assert props["error_type"] == "EndpointConnectionError"
+    assert props["retry_attempts"] == 1
+    assert "error_code" not in props
+    assert "cost_status" not in props
