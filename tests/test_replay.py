@@ -153,3 +153,25 @@ def test_replay_command_prints_one_json_line_per_event() -> None:
         (str(case), "bedrock_completion")
     ]
     assert lines[0]["properties"]["prompt_token_count"] == 5
+
+
+def test_example_exchanges_replay_to_hand_computed_events() -> None:
+    """The README's first command gives these events; costs are worked out by hand below."""
+    folder = Path(__file__).resolve().parents[1] / "examples" / "exchanges"
+    events = {Path(event.source).name: event for event in replay([str(folder)])}
+
+    llama = events["llama-invoke.json"].properties
+    assert (llama["prompt_token_count"], llama["generation_token_count"]) == (19, 61)
+    assert llama["total_cost_in_dollars"] == pytest.approx(80 * 0.22e-6, abs=1e-12)
+    claude = events["claude-converse-cache.json"].properties
+    # Claude 3.5 Haiku: $0.80 input, $0.08 cache read, $4.00 output per million tokens.
+    assert claude["input_cost_in_dollars"] == pytest.approx(24 * 0.8e-6 + 1200 * 0.08e-6)
+    assert claude["total_cost_in_dollars"] == pytest.approx(1.152e-4 + 9 * 4e-6, abs=1e-12)
+    nova = events["nova-converse-stream.json"].properties
+    # Nova Lite: $0.06 input, $0.24 output per million tokens.
+    assert nova["total_cost_in_dollars"] == pytest.approx(18 * 0.06e-6 + 4 * 0.24e-6, abs=1e-12)
+    assert nova["stream_completed"] is True
+    throttled = events["llama-throttled.json"]
+    assert throttled.event == "bedrock_error"
+    assert throttled.properties["error_type"] == "ThrottlingException"
+    assert throttled.properties["error_code"] == 429
