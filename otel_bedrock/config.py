@@ -130,6 +130,18 @@ class Settings(BaseSettings):
         return profiles
 
 
+def _field_names() -> dict[str, str]:
+    """Field name of every name a setting can be given by."""
+    names = {}
+    for field, info in Settings.model_fields.items():
+        names[field] = field
+        alias = info.validation_alias
+        for choice in getattr(alias, "choices", ()):
+            names[str(choice)] = field
+
+    return names
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from ``overrides`` and the environment.
 
@@ -143,20 +155,32 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(_describe(exc, given)) from None
     except SettingsError as exc:
         raise ConfigError(f"otel-bedrock configuration: {exc}") from None
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, given: dict[str, Any]) -> str:
+    """One line naming each bad setting where the user gave it, with secrets masked."""
+    fields = _field_names()
     problems = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
-        name = ENV_NAMES.get(field, field)
-        message = str(error["msg"]).removeprefix("Value error, ")
+        loc = str(error["loc"][0]) if error["loc"] else "?"
         if error["type"] == "extra_forbidden":
-            problems.append(f"unknown setting {field!r}")
+            problems.append(f"unknown setting {loc!r}")
             continue
-        problems.append(f"{name}={error.get('input')!r}: {message}")
+        field = fields.get(loc, loc)
+        given_as = next((key for key in given if fields.get(key) == field), None)
+        name = given_as or ENV_NAMES.get(field, field)
+        value = error.get("input")
+        if field == "posthog_api_key" and isinstance(value, str):
+            value = _mask(value)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name}={value!r}: {message}")
 
     return "otel-bedrock configuration: " + "; ".join(problems)
+
+
+def _mask(secret: str) -> str:
+    """Enough of a key to recognise it, not enough to use it."""
+    return secret[:4] + "..." if len(secret) > 8 else "..."

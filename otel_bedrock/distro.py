@@ -13,6 +13,7 @@ Both run once, on the main thread, before the application's code.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -28,8 +29,11 @@ from opentelemetry.sdk.environment_variables import OTEL_CONFIG_FILE
 from opentelemetry.util._importlib_metadata import EntryPoint
 
 from otel_bedrock.config import load_settings
+from otel_bedrock.errors import ConfigError
 from otel_bedrock.hooks import BedrockHooks, install_attempt_counter
 from otel_bedrock.processor import BedrockSpanProcessor
+
+logger = logging.getLogger(__name__)
 
 ENTRY_POINT_NAME = "otel_bedrock"
 
@@ -46,10 +50,15 @@ class BedrockDistro(BaseDistro):  # type: ignore[misc]
     def load_instrumentor(self, entry_point: EntryPoint, **kwargs: Any) -> None:
         """Instrument as usual, giving botocore's instrumentor our hooks."""
         if entry_point.name in ("botocore", "aiobotocore"):
-            hooks = BedrockHooks(load_settings())
-            kwargs.setdefault("request_hook", hooks.request_hook)
-            kwargs.setdefault("response_hook", hooks.response_hook)
-            install_attempt_counter()
+            try:
+                hooks = BedrockHooks(load_settings())
+            except ConfigError:
+                # Already reported by the configurator; instrument as upstream alone would.
+                logger.debug("otel_bedrock_hooks_skipped reason=bad settings")
+            else:
+                kwargs.setdefault("request_hook", hooks.request_hook)
+                kwargs.setdefault("response_hook", hooks.response_hook)
+                install_attempt_counter()
         super().load_instrumentor(entry_point, **kwargs)
 
 
@@ -57,8 +66,13 @@ class BedrockConfigurator(_OTelSDKConfigurator):
     """The SDK's environment-driven setup, with our span processor added."""
 
     def _configure(self, **kwargs: Any) -> None:
-        if os.environ.get(OTEL_CONFIG_FILE):
-            super()._configure()  # type: ignore[no-untyped-call]
-            return
-        processors = [BedrockSpanProcessor(), *kwargs.pop("span_processors", ())]
-        super()._configure(span_processors=processors, **kwargs)  # type: ignore[no-untyped-call]
+        try:
+            if os.environ.get(OTEL_CONFIG_FILE):
+                super()._configure()  # type: ignore[no-untyped-call]
+                return
+            processors = [BedrockSpanProcessor(), *kwargs.pop("span_processors", ())]
+            super()._configure(span_processors=processors, **kwargs)  # type: ignore[no-untyped-call]
+        except ConfigError as error:
+            # One clear line instead of the tracebacks opentelemetry-instrument would print;
+            # the application runs on, without sending events.
+            logger.error("%s. No Bedrock events will be sent.", error)

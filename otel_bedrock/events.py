@@ -39,8 +39,15 @@ class CaptureEvent:
     timestamp: datetime = field(compare=False)
 
 
-def to_events(call: BedrockCall, cost: Cost, schema: EventSchema = "bedrock") -> list[CaptureEvent]:
-    """The events for one call, in the chosen schema."""
+def to_events(
+    call: BedrockCall, cost: Cost | None, schema: EventSchema = "bedrock"
+) -> list[CaptureEvent]:
+    """The events for one call, in the chosen schema.
+
+    ``cost`` is None when the call has no complete usage to price (a stream the application
+    stopped reading, a call that failed before any answer); the events then carry no cost
+    properties at all.
+    """
     events = []
     if schema in ("bedrock", "both"):
         events.append(_tutorial_event(call, cost))
@@ -50,7 +57,7 @@ def to_events(call: BedrockCall, cost: Cost, schema: EventSchema = "bedrock") ->
     return events
 
 
-def _tutorial_event(call: BedrockCall, cost: Cost) -> CaptureEvent:
+def _tutorial_event(call: BedrockCall, cost: Cost | None) -> CaptureEvent:
     props: dict[str, Any] = {
         "model_id": call.model.raw,
         "model": call.model.base_id or call.model.raw,
@@ -81,20 +88,21 @@ def _tutorial_event(call: BedrockCall, cost: Cost) -> CaptureEvent:
         if call.stream:
             props["stream_completed"] = bool(call.stream_completed)
         name = COMPLETION_EVENT
-    if call.error is None or call.usage_status != "missing":
-        _put_usage(props, call, cost)
+    _put_usage(props, call, cost)
 
     return _event(call, name, props)
 
 
-def _put_usage(props: dict[str, Any], call: BedrockCall, cost: Cost) -> None:
+def _put_usage(props: dict[str, Any], call: BedrockCall, cost: Cost | None) -> None:
     counts = call.usage
     _put(props, "prompt_token_count", counts.input_tokens)
     _put(props, "generation_token_count", counts.output_tokens)
     _put(props, "cache_read_token_count", counts.cache_read_tokens)
     _put(props, "cache_write_token_count", counts.cache_write_tokens)
-    if call.usage_status != "measured":
+    if call.usage_status != "measured" and call.error is None:
         props["usage_status"] = call.usage_status
+    if cost is None:
+        return
     props["cost_status"] = cost.status
     if cost.status == "priced":
         props["input_cost_in_dollars"] = cost.input_usd
@@ -102,11 +110,11 @@ def _put_usage(props: dict[str, Any], call: BedrockCall, cost: Cost) -> None:
         props["total_cost_in_dollars"] = cost.total_usd
 
 
-def _ai_generation_event(call: BedrockCall, cost: Cost) -> CaptureEvent:
+def _ai_generation_event(call: BedrockCall, cost: Cost | None) -> CaptureEvent:
     counts = call.usage
     props: dict[str, Any] = {
         "$ai_model": call.model.base_id or call.model.raw,
-        "$ai_provider": "aws_bedrock",
+        "$ai_provider": "aws.bedrock",
         "$ai_latency": round(call.duration_ms / 1000, 6),
         "$ai_trace_id": call.trace_id,
         "$ai_span_id": call.span_id,
@@ -114,14 +122,15 @@ def _ai_generation_event(call: BedrockCall, cost: Cost) -> CaptureEvent:
         "$ai_stream": call.stream,
         "model_id": call.model.raw,
         "operation": call.operation,
-        "cost_status": cost.status,
     }
     _put(props, "$ai_input_tokens", counts.input_tokens)
     _put(props, "$ai_output_tokens", counts.output_tokens)
     _put(props, "$ai_cache_read_input_tokens", counts.cache_read_tokens)
     _put(props, "$ai_cache_creation_input_tokens", counts.cache_write_tokens)
     _put(props, "$ai_stop_reason", call.stop_reason)
-    if cost.status == "priced":
+    if cost is not None:
+        props["cost_status"] = cost.status
+    if cost is not None and cost.status == "priced":
         props["$ai_input_cost_usd"] = cost.input_usd
         props["$ai_output_cost_usd"] = cost.output_usd
         props["$ai_total_cost_usd"] = cost.total_usd

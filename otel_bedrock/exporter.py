@@ -21,7 +21,7 @@ from otel_bedrock.config import Settings, load_settings
 from otel_bedrock.delivery import PostHogDelivery
 from otel_bedrock.errors import ConfigError
 from otel_bedrock.events import CaptureEvent, to_events
-from otel_bedrock.pricing import PriceBook
+from otel_bedrock.pricing import Cost, PriceBook
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +69,22 @@ class PostHogSpanExporter(SpanExporter):
             return []
         if not self.settings.content_capture:
             call = _without_content(call)
-        cost = self._prices.cost(call.model, call.usage)
 
-        return to_events(call, cost, self.settings.event_schema)
+        return to_events(call, self._cost(call), self.settings.event_schema)
+
+    def _cost(self, call: BedrockCall) -> Cost | None:
+        """The call's cost, or None when there is no complete usage to put a price on."""
+        if call.usage_status == "missing" and call.error is not None:
+            return None
+        cost = self._prices.cost(call.model, call.usage)
+        if (
+            cost.status == "unpriced"
+            and call.usage_status != "measured"
+            and self._prices.prices_for(call.model) is not None
+        ):
+            return None
+
+        return cost
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Queue the events of each Bedrock span for delivery."""

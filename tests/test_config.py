@@ -84,6 +84,15 @@ def test_exporter_without_a_key_says_which_setting(monkeypatch: pytest.MonkeyPat
         PostHogSpanExporter()
 
 
+def test_key_in_an_error_message_is_masked() -> None:
+    """A refused key is named by its first characters only, where it was given."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(api_key="phx_0123456789secret")
+
+    assert "api_key='phx_...'" in str(raised.value)
+    assert "secret" not in str(raised.value)
+
+
 def test_unknown_keyword_is_an_error() -> None:
     """A misspelt setting in code or a configuration file is reported, not ignored."""
     with pytest.raises(ConfigError, match="unknown setting 'capture_contents'"):

@@ -188,6 +188,7 @@ def test_stream_dropped_after_two_events_gives_one_incomplete_event(pipeline: An
     assert props["stream_completed"] is False
     assert "prompt_token_count" not in props
     assert props["usage_status"] == "missing"
+    assert "cost_status" not in props
 
 
 def test_stream_never_read_gives_one_event_when_dropped(pipeline: Any) -> None:
