@@ -31,12 +31,15 @@ __all__ = [
 def flush(timeout_millis: int = 30_000) -> bool:
     """Send the events of every finished Bedrock call now.
 
-    Call it at the end of a serverless handler, before the runtime freezes the process.
-    Returns False if the tracer provider is not an SDK one or the flush timed out.
+    Call it at the end of a serverless handler, before the runtime freezes the process: it
+    exports the spans the tracer provider holds, then delivers their events to PostHog.
+    Returns False if the time ran out first.
     """
     from opentelemetry import trace
 
-    provider = trace.get_tracer_provider()
-    force_flush = getattr(provider, "force_flush", None)
+    from otel_bedrock.exporter import flush_all
 
-    return bool(force_flush(timeout_millis)) if force_flush is not None else False
+    force_flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    exported = bool(force_flush(timeout_millis)) if force_flush is not None else True
+
+    return flush_all(timeout_millis) and exported

@@ -62,7 +62,7 @@ def parse_converse(response: Mapping[str, Any]) -> ResponseFacts:
             reason(response.get("stopReason")),
             block_text(dig(response, "output", "message", "content")),
         )
-    except Exception:
+    except Exception:  # noqa: BLE001 - a parser on the request path must never raise
         log_failure("converse.response")
         return EMPTY_FACTS
 
@@ -106,7 +106,7 @@ class ConverseStreamState:
             return
         try:
             self._observe(event)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bad event must not break the stream
             log_failure("converse.stream_event")
 
     def facts(self) -> ResponseFacts:

@@ -84,9 +84,14 @@ class PostHogDelivery:
         if accepted is None:
             logger.warning("posthog_event_refused event=%s uuid=%s", event.event, event.uuid)
 
-    def flush(self, timeout_seconds: float = 10.0) -> None:
-        """Block until queued events are sent or ``timeout_seconds`` pass."""
+    def flush(self, timeout_seconds: float = 10.0) -> bool:
+        """Block until queued events are sent or ``timeout_seconds`` pass.
+
+        Returns False when events were still queued at the deadline.
+        """
         self._client.flush(timeout_seconds)
+
+        return self._client.queue.unfinished_tasks == 0
 
     def shutdown(self) -> None:
         """Send what is queued and stop the client's threads."""

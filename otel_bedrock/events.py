@@ -85,8 +85,7 @@ def _tutorial_event(call: BedrockCall, cost: Cost | None) -> CaptureEvent:
     else:
         _put(props, "generation", call.generation)
         _put(props, "stop_reason", call.stop_reason)
-        if call.stream:
-            props["stream_completed"] = bool(call.stream_completed)
+        _put(props, "stream_completed", call.stream_completed)
         name = COMPLETION_EVENT
     _put_usage(props, call, cost)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,6 +56,7 @@ class PostHogSpanExporter(SpanExporter):
         self._prices = PriceBook(self.settings.prices_file)
         self._profiles = dict(self.settings.inference_profiles)
         self.delivery = delivery or PostHogDelivery(str(key), self.settings.posthog_host)
+        _live_exporters.add(self)
         logger.info(
             "posthog_exporter_ready host=%s schema=%s content_capture=%s",
             self.settings.posthog_host,
@@ -100,14 +102,20 @@ class PostHogSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Send queued events now; called by the processor on ``force_flush``."""
-        self.delivery.flush(timeout_millis / 1000)
-
-        return True
+        """Deliver queued events now; False if some were still queued when time ran out."""
+        return self.delivery.flush(timeout_millis / 1000)
 
     def shutdown(self) -> None:
         """Send what is queued and stop delivery."""
         self.delivery.shutdown()
+
+
+_live_exporters: weakref.WeakSet[PostHogSpanExporter] = weakref.WeakSet()
+
+
+def flush_all(timeout_millis: int = 30_000) -> bool:
+    """Deliver the queued events of every exporter in this process."""
+    return all([exporter.force_flush(timeout_millis) for exporter in list(_live_exporters)])
 
 
 def _without_content(call: BedrockCall) -> BedrockCall:

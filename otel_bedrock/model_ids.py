@@ -139,7 +139,7 @@ def parse_model_id(raw: str) -> ModelRef:
     """
     try:
         return _parse(raw)
-    except Exception:  # a parser on the request path must never raise
+    except Exception:  # noqa: BLE001 - a parser on the request path must never raise
         return _unknown(raw, (raw.strip() or None) if isinstance(raw, str) else None)
 
 

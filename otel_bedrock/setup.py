@@ -27,15 +27,23 @@ Hook = Callable[..., None]
 
 
 class Pipeline:
-    """What :func:`configure` set up; ``flush`` and ``shutdown`` act on it."""
+    """What :func:`configure` set up; ``flush`` and ``shutdown`` act on it.
+
+    Its methods may be called from any thread.
+    """
 
     def __init__(self, provider: TracerProvider, exporter: PostHogSpanExporter) -> None:
         self.provider = provider
         self.exporter = exporter
 
     def flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export finished spans and send their events now (for serverless handlers)."""
-        return self.provider.force_flush(timeout_millis)
+        """Export finished spans and deliver their events now (for serverless handlers).
+
+        Returns False when the time ran out before everything was delivered.
+        """
+        exported = self.provider.force_flush(timeout_millis)
+
+        return self.exporter.force_flush(timeout_millis) and exported
 
     def shutdown(self) -> None:
         """Flush, then stop the tracer provider's processors."""
@@ -56,14 +64,22 @@ def configure(tracer_provider: TracerProvider | None = None, **settings: Any) ->
         ConfigError: when a setting is bad or no PostHog project API key is given.
         TypeError: when the global tracer provider is not an SDK ``TracerProvider``.
     """
+    global _configured
+    provider = tracer_provider or _global_sdk_provider()
+    if _configured is not None and _configured.provider is provider:
+        logger.warning("otel_bedrock_already_configured; keeping the first configuration")
+        return _configured
     resolved = load_settings(**settings)
     exporter = PostHogSpanExporter(settings=resolved)
-    provider = tracer_provider or _global_sdk_provider()
     provider.add_span_processor(BedrockSpanProcessor())
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
     instrument_botocore(resolved, tracer_provider=provider)
+    _configured = Pipeline(provider, exporter)
 
-    return Pipeline(provider, exporter)
+    return _configured
+
+
+_configured: Pipeline | None = None
 
 
 def instrument_botocore(settings: Settings | None = None, **instrument_kwargs: Any) -> None:
@@ -82,13 +98,17 @@ def instrument_botocore(settings: Settings | None = None, **instrument_kwargs: A
     install_attempt_counter()
 
 
-def _chain(first: Hook | None, second: Hook) -> Hook:
-    if first is None or getattr(first, "__self__", None).__class__ is BedrockHooks:
-        return second
+def _chain(existing: Hook | None, ours: Hook) -> Hook:
+    """Run the application's own hook, if any, then ours; earlier hooks of ours are dropped."""
+    theirs = getattr(existing, "_application_hook", existing)
+    if theirs is None or isinstance(getattr(theirs, "__self__", None), BedrockHooks):
+        return ours
 
     def both(*args: Any) -> None:
-        first(*args)
-        second(*args)
+        theirs(*args)
+        ours(*args)
+
+    both._application_hook = theirs  # type: ignore[attr-defined]
 
     return both
 

@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+import otel_bedrock
 from otel_bedrock.config import load_settings
 from otel_bedrock.exporter import PostHogSpanExporter
 from otel_bedrock.processor import BedrockSpanProcessor
@@ -69,8 +70,7 @@ class Pipeline:
 
     def events(self) -> list[CapturedEvent]:
         """Every event PostHog received so far, after flushing the pipeline."""
-        self.provider.force_flush()
-        self.exporter.delivery.flush()
+        assert otel_bedrock.flush(10_000)
         return list(self.capture.events)
 
     def only_event(self) -> CapturedEvent:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from botocore.eventstream import EventStream
 from botocore.exceptions import ClientError, EndpointConnectionError, EventStreamError
 from opentelemetry import baggage, context
 from posthog.contexts import identify_context, new_context
@@ -364,3 +365,29 @@ def test_refused_connection_gives_one_error_event_with_its_retries(
     assert props["retry_attempts"] == 1
     assert "error_code" not in props
     assert "cost_status" not in props
+
+
+def test_stream_read_in_two_loops_reports_the_whole_stream(pipeline: Any) -> None:
+    """Leaving one loop and reading the rest in another still gives the full usage."""
+    pipeline.bedrock.enqueue(stream(converse_stream_events()))
+    events = pipeline.client.converse_stream(modelId=LLAMA, messages=MESSAGES)["stream"]
+
+    first = next(iter(events))
+    rest = list(events)
+
+    assert first == {"messageStart": {"role": "assistant"}}
+    assert len(rest) == 5
+    props = pipeline.only_event()["properties"]
+    assert props["stream_completed"] is True
+    assert props["prompt_token_count"] == 30
+    assert props["generation_token_count"] == 5
+
+
+def test_observed_stream_is_still_an_event_stream(pipeline: Any) -> None:
+    """Code that checks the stream's type keeps working."""
+    pipeline.bedrock.enqueue(stream(converse_stream_events()))
+
+    events = pipeline.client.converse_stream(modelId=LLAMA, messages=MESSAGES)["stream"]
+
+    assert isinstance(events, EventStream)
+    list(events)

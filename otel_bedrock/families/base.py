@@ -111,7 +111,7 @@ class BaseFamily:
             return EMPTY_FACTS
         try:
             return self._parse_body(body, base_id)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a parser on the request path must never raise
             log_failure(f"{self.name}.body")
             return EMPTY_FACTS
 
@@ -154,7 +154,7 @@ class BaseStreamState:
             if isinstance(metrics, Mapping):
                 self._metrics = from_invocation_metrics(metrics)
             self._observe(chunk)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bad chunk must not break the stream
             log_failure(f"{type(self).__name__}.chunk")
 
     def facts(self) -> ResponseFacts:

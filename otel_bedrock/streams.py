@@ -1,0 +1,224 @@
+"""Observing Bedrock's event streams so that each streamed call ends its span exactly once.
+
+:class:`ObservedStream` replaces the stream boto3 returns for ConverseStream
+(``response["stream"]``) and InvokeModelWithResponseStream (``response["body"]``). It is a
+transparent proxy: the application gets the same events in the same order, and
+``isinstance(stream, EventStream)`` still holds. Its :class:`StreamOutcome` reads usage, stop
+reason and text from every event and ends the span:
+
+- when the stream is read to its end;
+- when it raises (an exception sent by Bedrock in the middle of the stream, a cut connection);
+- when the application calls ``close()``;
+- when the application drops the stream, read or not.
+
+A stream may be read in several loops; breaking out of one does not end the span.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+from opentelemetry.trace import Span, Status, StatusCode
+from wrapt import ObjectProxy
+
+from otel_bedrock import attributes as attr
+from otel_bedrock._once import warn_once
+from otel_bedrock.calls import aws_error_name
+from otel_bedrock.converse import ConverseStreamState
+from otel_bedrock.families import ResponseFacts, StreamState
+
+logger = logging.getLogger(__name__)
+
+DescribeFacts = Callable[[ResponseFacts, str], dict[str, Any]]
+
+# HTTP status that Bedrock documents for each exception it can send inside a stream.
+STREAM_ERROR_STATUS = {
+    "ThrottlingException": 429,
+    "ValidationException": 400,
+    "InternalServerException": 500,
+    "ServiceUnavailableException": 503,
+    "ModelStreamErrorException": 424,
+    "ModelTimeoutException": 408,
+}
+
+
+class StreamOutcome:
+    """What one stream has shown so far; ends its span exactly once.
+
+    Called on whichever thread reads the stream, or on the garbage collector's when the
+    application drops it.
+    """
+
+    __slots__ = ("_describe", "_done", "_error", "_lock", "_span", "_terminal")
+
+    def __init__(self, span: Span, describe: DescribeFacts) -> None:
+        self._span = span
+        self._describe = describe
+        self._terminal = False
+        self._done = False
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def observe(self, event: Mapping[str, Any]) -> None:
+        """Read one stream event; never raises."""
+        raise NotImplementedError
+
+    def facts(self) -> ResponseFacts:
+        """What the events read so far say."""
+        raise NotImplementedError
+
+    def fail(self, error: BaseException) -> None:
+        """Remember the error that ended the stream."""
+        self._error = error
+
+    def finish(self) -> None:
+        """Write what is known onto the span and end it; later calls do nothing."""
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        span = self._span
+        try:
+            values = self._describe(self.facts(), "stream")
+            values[attr.STREAM_COMPLETED] = self._error is None and self._terminal
+            error = self._error
+            if error is not None:
+                values.update(stream_error_attributes(error))
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, str(error)))
+            span.set_attributes(values)
+        except Exception:  # noqa: BLE001 - describing the stream must not break the caller
+            warn_once(logger, "stream_end", "bedrock_stream_unreadable", exc_info=True)
+        finally:
+            span.end()
+
+
+class ConverseStreamOutcome(StreamOutcome):
+    """Outcome of a ConverseStream call; its last event is ``metadata``."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, span: Span, describe: DescribeFacts, state: ConverseStreamState) -> None:
+        super().__init__(span, describe)
+        self._state = state
+
+    def observe(self, event: Mapping[str, Any]) -> None:
+        """Read one ConverseStream event; never raises."""
+        try:
+            self._state.observe(event)
+            if "metadata" in event:
+                self._terminal = True
+        except Exception:  # noqa: BLE001 - a bad event must not break the caller's stream
+            warn_once(logger, "stream_event", "bedrock_stream_event_unreadable", exc_info=True)
+
+    def facts(self) -> ResponseFacts:
+        """What the events read so far say."""
+        return self._state.facts()
+
+
+class InvokeStreamOutcome(StreamOutcome):
+    """Outcome of an InvokeModelWithResponseStream call; its last chunk carries metrics."""
+
+    __slots__ = ("_markers", "_state")
+
+    def __init__(self, span: Span, describe: DescribeFacts, state: StreamState) -> None:
+        super().__init__(span, describe)
+        self._state = state
+        # With text collection off, only chunks holding one of these are worth decoding.
+        self._markers = () if state.collect_text else state.markers
+
+    def observe(self, event: Mapping[str, Any]) -> None:
+        """Read one stream event; never raises."""
+        try:
+            chunk = event.get("chunk")
+            if not chunk:
+                return
+            raw = chunk.get("bytes", b"")
+            if self._markers and not any(marker in raw for marker in self._markers):
+                return
+            decoded = json.loads(raw)
+            if isinstance(decoded, dict):
+                self._state.observe_chunk(decoded)
+                if "amazon-bedrock-invocationMetrics" in decoded:
+                    self._terminal = True
+        except Exception:  # noqa: BLE001 - a bad event must not break the caller's stream
+            warn_once(logger, "stream_event", "bedrock_stream_event_unreadable", exc_info=True)
+
+    def facts(self) -> ResponseFacts:
+        """What the chunks read so far say."""
+        return self._state.facts()
+
+
+class ObservedStream(ObjectProxy):  # type: ignore[type-arg]
+    """Stands in for botocore's ``EventStream``: same events, and the span always ends.
+
+    Iterated on the application's thread; everything else is the wrapped stream's.
+    """
+
+    def __init__(self, stream: Any, outcome: StreamOutcome) -> None:
+        super().__init__(stream)
+        self._self_outcome = outcome
+        # Ends the span, and frees the connection, when the application drops the stream.
+        self._self_finalizer = weakref.finalize(self, _abandon, stream, outcome)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        outcome = self._self_outcome
+        try:
+            for event in self.__wrapped__:
+                outcome.observe(event)
+                yield event
+        except GeneratorExit:
+            # The application stopped this loop; it may read on in another one.
+            raise
+        except BaseException as error:
+            outcome.fail(error)
+            outcome.finish()
+            raise
+        outcome.finish()
+
+    def close(self) -> None:
+        """Close the underlying stream and end the span."""
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_outcome.finish()
+
+
+def stream_error_attributes(error: BaseException) -> dict[str, Any]:
+    """Span attributes for an error raised while the application read a stream."""
+    if isinstance(error, ClientError):
+        values = client_error_attributes(error.response.get("Error", {}))
+        status = STREAM_ERROR_STATUS.get(values.get(attr.ERROR_CODE, ""))
+        if status is not None:
+            values[attr.ERROR_HTTP_STATUS] = status
+        return values
+
+    return {attr.ERROR_CODE: type(error).__name__, attr.ERROR_MESSAGE: str(error)}
+
+
+def client_error_attributes(error: Mapping[str, Any]) -> dict[str, Any]:
+    """Span attributes for the ``Error`` object of a failed response."""
+    values: dict[str, Any] = {}
+    code = error.get("Code")
+    if isinstance(code, str) and code:
+        values[attr.ERROR_CODE] = aws_error_name(code)
+    message = error.get("Message") or error.get("message")
+    if isinstance(message, str):
+        values[attr.ERROR_MESSAGE] = message
+
+    return values
+
+
+def _abandon(stream: Any, outcome: StreamOutcome) -> None:
+    """Called when the application dropped a stream: nothing can read it any more."""
+    try:
+        stream.close()
+    except Exception:  # noqa: BLE001 - closing a dead stream must not raise at collection
+        warn_once(logger, "stream_close", "bedrock_stream_close_failed", exc_info=True)
+    outcome.finish()

@@ -1,0 +1,96 @@
+"""Embedded mode: configure(), flush() and instrumenting next to the application's own hooks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+
+import otel_bedrock
+from otel_bedrock import setup
+from otel_bedrock.config import load_settings
+from otel_bedrock.testing import BedrockEmulator, CaptureEmulator
+from tests.conftest import TEST_KEY, make_client
+
+LLAMA = "meta.llama3-1-8b-instruct-v1:0"
+BODY = json.dumps({"prompt": "Eggs?", "max_gen_len": 16})
+MESSAGES = [{"role": "user", "content": [{"text": "Eggs?"}]}]
+
+
+@pytest.fixture
+def clean_instrumentation() -> Iterator[None]:
+    """Leave botocore uninstrumented and configure() forgotten after the test."""
+    yield
+    if BotocoreInstrumentor().is_instrumented_by_opentelemetry:
+        BotocoreInstrumentor().uninstrument()
+    setup._configured = None
+
+
+def test_flush_delivers_before_returning(
+    bedrock: BedrockEmulator, capture: CaptureEmulator, clean_instrumentation: None
+) -> None:
+    """After pipeline.flush() returns, PostHog already has the event (serverless handlers)."""
+    bedrock.reset()
+    capture.reset()
+    provider = TracerProvider()
+    pipeline = otel_bedrock.configure(provider, api_key=TEST_KEY, host=capture.url)
+    make_client(bedrock.endpoint_url).invoke_model(modelId=LLAMA, body=BODY)
+
+    assert pipeline.flush(10_000) is True
+
+    assert [event["event"] for event in capture.events] == ["bedrock_completion"]
+    provider.shutdown()
+
+
+def test_configure_twice_keeps_one_pipeline(
+    capture: CaptureEmulator, clean_instrumentation: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second configure() on the same provider warns and returns the first pipeline."""
+    provider = TracerProvider()
+    first = otel_bedrock.configure(provider, api_key=TEST_KEY, host=capture.url)
+
+    with caplog.at_level(logging.WARNING):
+        second = otel_bedrock.configure(provider, api_key=TEST_KEY, host=capture.url)
+
+    assert second is first
+    assert "otel_bedrock_already_configured" in caplog.text
+    provider.shutdown()
+
+
+def test_application_hooks_run_once_beside_ours_after_instrumenting_twice(
+    bedrock: BedrockEmulator, clean_instrumentation: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Re-instrumenting keeps the application's hook once and ours once; no span ends twice."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    bedrock.reset()
+    seen: list[str] = []
+
+    def application_hook(span: Any, service: str, operation: str, params: Any) -> None:
+        seen.append(operation)
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    BotocoreInstrumentor().instrument(tracer_provider=provider, request_hook=application_hook)
+    settings = load_settings(api_key=TEST_KEY)
+    setup.instrument_botocore(settings, tracer_provider=provider)
+    setup.instrument_botocore(settings, tracer_provider=provider)
+
+    with caplog.at_level(logging.WARNING):
+        events = make_client(bedrock.endpoint_url).converse_stream(
+            modelId=LLAMA, messages=MESSAGES
+        )["stream"]
+        list(events)
+
+    assert seen == ["ConverseStream"]
+    [span] = spans.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["bedrock.stream.completed"] is True
+    assert "ended span" not in caplog.text
