@@ -8,6 +8,7 @@ configuration mode (where no processor of ours runs) and spans received over OTL
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -92,7 +93,17 @@ class BedrockCall:
     prompt: str | None = None
     generation: str | None = None
     content_truncated: bool = False
+    service_tier: str | None = None
+    latency_mode: str | None = None
     error: CallError | None = None
+
+    @property
+    def on_demand_standard(self) -> bool:
+        """True when Bedrock served the call at its standard on-demand price."""
+        return self.service_tier in (None, "default", "standard") and self.latency_mode in (
+            None,
+            "standard",
+        )
 
     @property
     def duration_ms(self) -> float:
@@ -110,6 +121,10 @@ def describe(span: SpanData, profiles: Mapping[str, str] | None = None) -> Bedro
         return None
     raw_model = values.get(attr.GEN_AI_REQUEST_MODEL)
     model = resolve_model(raw_model if isinstance(raw_model, str) else "", profiles)
+    invoked = _text(values.get(attr.INVOKED_MODEL))
+    if invoked is not None:
+        # A prompt router chose the model; that one is billed.
+        model = dataclasses.replace(resolve_model(invoked, profiles), raw=model.raw)
     counts, usage_status = _usage(values, operation, model)
     stream = operation in ("ConverseStream", "InvokeModelWithResponseStream")
     completed = values.get(attr.STREAM_COMPLETED)
@@ -134,6 +149,8 @@ def describe(span: SpanData, profiles: Mapping[str, str] | None = None) -> Bedro
         prompt=_text(values.get(attr.PROMPT)),
         generation=_text(values.get(attr.GENERATION)),
         content_truncated=values.get(attr.CONTENT_TRUNCATED) is True,
+        service_tier=_text(values.get(attr.SERVICE_TIER)),
+        latency_mode=_text(values.get(attr.PERFORMANCE_LATENCY)),
         error=_error(span, values),
     )
 

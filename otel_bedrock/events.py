@@ -70,6 +70,8 @@ def _tutorial_event(call: BedrockCall, cost: Cost | None) -> CaptureEvent:
     _put(props, "retry_attempts", call.retry_attempts)
     _put(props, "aws_region", call.region)
     _put(props, "aws_request_id", call.request_id)
+    _put(props, "service_tier", call.service_tier)
+    _put(props, "latency_mode", call.latency_mode)
     _put(props, "prompt", call.prompt)
     if call.content_truncated:
         props["content_truncated"] = True

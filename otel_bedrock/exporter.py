@@ -17,12 +17,13 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_bedrock._once import warn_once
 from otel_bedrock.calls import BedrockCall, describe
 from otel_bedrock.config import Settings, load_settings
 from otel_bedrock.delivery import PostHogDelivery
 from otel_bedrock.errors import ConfigError
 from otel_bedrock.events import CaptureEvent, to_events
-from otel_bedrock.pricing import Cost, PriceBook
+from otel_bedrock.pricing import UNPRICED, Cost, PriceBook
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,17 @@ class PostHogSpanExporter(SpanExporter):
         """The call's cost, or None when there is no complete usage to put a price on."""
         if call.usage_status == "missing" and call.error is not None:
             return None
+        if not call.on_demand_standard:
+            warn_once(
+                logger,
+                f"variant:{call.model.base_id}:{call.service_tier}:{call.latency_mode}",
+                "model_unpriced model_id=%s service_tier=%s latency=%s reason=price tables hold "
+                "standard on-demand prices only",
+                call.model.raw,
+                call.service_tier,
+                call.latency_mode,
+            )
+            return UNPRICED
         cost = self._prices.cost(call.model, call.usage)
         if (
             cost.status == "unpriced"

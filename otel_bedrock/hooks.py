@@ -37,14 +37,18 @@ from otel_bedrock.converse import ConverseStreamState, parse_converse
 from otel_bedrock.families import ResponseFacts
 from otel_bedrock.identity import current_distinct_id
 from otel_bedrock.model_ids import ModelRef, resolve_model
+from otel_bedrock.span_facts import (
+    client_error_attributes,
+    converse_variant,
+    usage_attributes,
+    variant_attributes,
+)
 from otel_bedrock.streams import (
     ConverseStreamOutcome,
     InvokeStreamOutcome,
     ObservedStream,
     StreamOutcome,
-    client_error_attributes,
 )
-from otel_bedrock.usage import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +128,9 @@ class BedrockHooks:
         if operation == "InvokeModel":
             self._on_invoke_model(span, result, model)
         elif operation == "Converse":
-            span.set_attributes(self.fact_attributes(parse_converse(result), "converse"))
+            values = self.fact_attributes(parse_converse(result), "converse")
+            values.update(converse_variant(result))
+            span.set_attributes(values)
         elif operation == "ConverseStream":
             state = ConverseStreamState(self._capture)
             self._observe(
@@ -133,7 +139,10 @@ class BedrockHooks:
         elif operation == "InvokeModelWithResponseStream":
             family = families.family_for(model.provider)
             stream_state = family.new_stream_state(model.base_id, self._capture)
-            outcome = InvokeStreamOutcome(span, self.fact_attributes, stream_state)
+            extra = variant_attributes(
+                result.get("serviceTier"), result.get("performanceConfigLatency")
+            )
+            outcome = InvokeStreamOutcome(span, self.fact_attributes, stream_state, extra)
             self._observe(result, "body", outcome)
 
     def _on_invoke_model(self, span: Span, result: dict[str, Any], model: ModelRef) -> None:
@@ -151,7 +160,11 @@ class BedrockHooks:
             text=facts.text,
         )
         source = "headers" if not from_headers.is_empty else "body"
-        span.set_attributes(self.fact_attributes(merged, source))
+        values = self.fact_attributes(merged, source)
+        values.update(
+            variant_attributes(result.get("serviceTier"), result.get("performanceConfigLatency"))
+        )
+        span.set_attributes(values)
 
     @staticmethod
     def _observe(result: dict[str, Any], key: str, outcome: StreamOutcome) -> None:
@@ -214,29 +227,6 @@ def _end_failed_stream_call(span: Span) -> None:
             span.set_status(Status(StatusCode.ERROR, str(error)))
     finally:
         span.end()
-
-
-def usage_attributes(counts: Usage, source: str) -> dict[str, Any]:
-    """Span attributes for measured usage; counts Bedrock did not report are left out."""
-    values: dict[str, Any] = {}
-    pairs = (
-        (counts.input_tokens, attr.USAGE_INPUT_TOKENS, attr.GEN_AI_INPUT_TOKENS),
-        (counts.output_tokens, attr.USAGE_OUTPUT_TOKENS, attr.GEN_AI_OUTPUT_TOKENS),
-        (counts.cache_read_tokens, attr.USAGE_CACHE_READ_TOKENS, attr.GEN_AI_CACHE_READ_TOKENS),
-        (
-            counts.cache_write_tokens,
-            attr.USAGE_CACHE_WRITE_TOKENS,
-            attr.GEN_AI_CACHE_WRITE_TOKENS,
-        ),
-    )
-    for value, ours, standard in pairs:
-        if value is not None:
-            values[ours] = value
-            values[standard] = value
-    if values:
-        values[attr.USAGE_SOURCE] = source
-
-    return values
 
 
 def prompt_text(operation: str, params: Mapping[str, Any]) -> str | None:

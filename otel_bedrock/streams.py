@@ -23,29 +23,18 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
 from opentelemetry.trace import Span, Status, StatusCode
 from wrapt import ObjectProxy
 
 from otel_bedrock import attributes as attr
 from otel_bedrock._once import warn_once
-from otel_bedrock.calls import aws_error_name
 from otel_bedrock.converse import ConverseStreamState
 from otel_bedrock.families import ResponseFacts, StreamState
+from otel_bedrock.span_facts import converse_variant, stream_error_attributes
 
 logger = logging.getLogger(__name__)
 
 DescribeFacts = Callable[[ResponseFacts, str], dict[str, Any]]
-
-# HTTP status that Bedrock documents for each exception it can send inside a stream.
-STREAM_ERROR_STATUS = {
-    "ThrottlingException": 429,
-    "ValidationException": 400,
-    "InternalServerException": 500,
-    "ServiceUnavailableException": 503,
-    "ModelStreamErrorException": 424,
-    "ModelTimeoutException": 408,
-}
 
 
 class StreamOutcome:
@@ -55,12 +44,13 @@ class StreamOutcome:
     application drops it.
     """
 
-    __slots__ = ("_describe", "_done", "_error", "_lock", "_span", "_terminal")
+    __slots__ = ("_describe", "_done", "_error", "_extra", "_lock", "_span", "_terminal")
 
     def __init__(self, span: Span, describe: DescribeFacts) -> None:
         self._span = span
         self._describe = describe
         self._terminal = False
+        self._extra: dict[str, Any] = {}
         self._done = False
         self._error: BaseException | None = None
         self._lock = threading.Lock()
@@ -86,6 +76,7 @@ class StreamOutcome:
         span = self._span
         try:
             values = self._describe(self.facts(), "stream")
+            values.update(self._extra)
             values[attr.STREAM_COMPLETED] = self._error is None and self._terminal
             error = self._error
             if error is not None:
@@ -114,6 +105,7 @@ class ConverseStreamOutcome(StreamOutcome):
             self._state.observe(event)
             if "metadata" in event:
                 self._terminal = True
+                self._extra = converse_variant(event["metadata"])
         except Exception:  # noqa: BLE001 - a bad event must not break the caller's stream
             warn_once(logger, "stream_event", "bedrock_stream_event_unreadable", exc_info=True)
 
@@ -127,9 +119,12 @@ class InvokeStreamOutcome(StreamOutcome):
 
     __slots__ = ("_markers", "_state")
 
-    def __init__(self, span: Span, describe: DescribeFacts, state: StreamState) -> None:
+    def __init__(
+        self, span: Span, describe: DescribeFacts, state: StreamState, extra: dict[str, Any]
+    ) -> None:
         super().__init__(span, describe)
         self._state = state
+        self._extra = extra
         # With text collection off, only chunks holding one of these are worth decoding.
         self._markers = () if state.collect_text else state.markers
 
@@ -188,31 +183,6 @@ class ObservedStream(ObjectProxy):  # type: ignore[type-arg]
             self.__wrapped__.close()
         finally:
             self._self_outcome.finish()
-
-
-def stream_error_attributes(error: BaseException) -> dict[str, Any]:
-    """Span attributes for an error raised while the application read a stream."""
-    if isinstance(error, ClientError):
-        values = client_error_attributes(error.response.get("Error", {}))
-        status = STREAM_ERROR_STATUS.get(values.get(attr.ERROR_CODE, ""))
-        if status is not None:
-            values[attr.ERROR_HTTP_STATUS] = status
-        return values
-
-    return {attr.ERROR_CODE: type(error).__name__, attr.ERROR_MESSAGE: str(error)}
-
-
-def client_error_attributes(error: Mapping[str, Any]) -> dict[str, Any]:
-    """Span attributes for the ``Error`` object of a failed response."""
-    values: dict[str, Any] = {}
-    code = error.get("Code")
-    if isinstance(code, str) and code:
-        values[attr.ERROR_CODE] = aws_error_name(code)
-    message = error.get("Message") or error.get("message")
-    if isinstance(message, str):
-        values[attr.ERROR_MESSAGE] = message
-
-    return values
 
 
 def _abandon(stream: Any, outcome: StreamOutcome) -> None:

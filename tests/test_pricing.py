@@ -305,6 +305,8 @@ def test_builtin_table_only_adds_what_genai_prices_lacks() -> None:
                 provider_id="aws",
             )
     assert sorted(base for _, base in table) == [
+        "ai21.jamba-1-5-large-v1:0",
+        "ai21.jamba-1-5-mini-v1:0",
         "cohere.command-r-plus-v1:0",
         "cohere.command-r-v1:0",
         "mistral.mistral-large-2407-v1:0",
