@@ -76,7 +76,7 @@ class ConverseStreamState:
     it reads the stream; not shared between threads.
     """
 
-    __slots__ = ("_latency_ms", "_parts", "_stop_reason", "_stopped", "_usage", "collect_text")
+    __slots__ = ("_parts", "_stop_reason", "_usage", "collect_text")
 
     def __init__(self, collect_text: bool = False) -> None:
         """Start an empty state; text is kept only when ``collect_text`` is true."""
@@ -84,27 +84,25 @@ class ConverseStreamState:
         self._usage = Usage()
         self._stop_reason: str | None = None
         self._parts: list[str] = []
-        self._latency_ms: int | None = None
-        self._stopped = False
 
     collect_text: bool
     """Whether the generated text is kept."""
 
-    @property
-    def stopped(self) -> bool:
-        """True once the ``messageStop`` event has been seen."""
-        return self._stopped
-
-    @property
-    def latency_ms(self) -> int | None:
-        """The model's latency from the ``metadata`` event, when it has come."""
-        return self._latency_ms
-
     def observe(self, event: Mapping[str, Any]) -> None:
-        """Take in one event dict as boto3 yields it; unknown or unreadable events are ignored."""
-        if not isinstance(event, Mapping):
+        """Take in one event dict as boto3 yields it; unknown or unreadable events are ignored.
+
+        Called for every event of the stream on the application's thread: text deltas, the
+        bulk of a stream, return at once unless text is collected.
+        """
+        if type(event) is not dict and not isinstance(event, Mapping):
             return
         try:
+            if "contentBlockDelta" in event:
+                if self.collect_text:
+                    text = dig(event, "contentBlockDelta", "delta", "text")
+                    if isinstance(text, str):
+                        self._parts.append(text)
+                return
             self._observe(event)
         except Exception:  # noqa: BLE001 - a bad event must not break the stream
             log_failure("converse.stream_event")
@@ -116,16 +114,8 @@ class ConverseStreamState:
         return ResponseFacts(self._usage, self._stop_reason, text)
 
     def _observe(self, event: Mapping[str, Any]) -> None:
-        delta = dig(event, "contentBlockDelta", "delta")
-        if delta is not None:
-            if self.collect_text:
-                text = dig(delta, "text")
-                if isinstance(text, str):
-                    self._parts.append(text)
-            return
         stop = mapping(event.get("messageStop"))
         if stop is not None:
-            self._stopped = True
             stop_reason = reason(stop.get("stopReason"))
             if stop_reason is not None:
                 self._stop_reason = stop_reason
@@ -134,4 +124,3 @@ class ConverseStreamState:
         if metadata is not None:
             if "usage" in metadata:
                 self._usage = converse_usage(metadata["usage"]).merged_over(self._usage)
-            self._latency_ms = count(dig(metadata, "metrics", "latencyMs"))

@@ -130,7 +130,7 @@ class BedrockHooks:
         elif operation == "Converse":
             values = self.fact_attributes(parse_converse(result), "converse")
             values.update(converse_variant(result))
-            span.set_attributes(values)
+            _set_changed(span, values)
         elif operation == "ConverseStream":
             state = ConverseStreamState(self._capture)
             self._observe(
@@ -164,7 +164,7 @@ class BedrockHooks:
         values.update(
             variant_attributes(result.get("serviceTier"), result.get("performanceConfigLatency"))
         )
-        span.set_attributes(values)
+        _set_changed(span, values)
 
     @staticmethod
     def _observe(result: dict[str, Any], key: str, outcome: StreamOutcome) -> None:
@@ -267,6 +267,14 @@ def _texts(value: Any) -> Iterable[str]:
 
 def _joined(*parts: Iterable[str]) -> str | None:
     return "\n".join(text for part in parts for text in part) or None
+
+
+def _set_changed(span: Span, values: dict[str, Any]) -> None:
+    """Set the attributes whose value differs from what the span holds (upstream's, often)."""
+    current = getattr(span, "attributes", None) or {}
+    changed = {key: value for key, value in values.items() if current.get(key) != value}
+    if changed:
+        span.set_attributes(changed)
 
 
 def _parse_invoke_body(raw: bytes, model: ModelRef) -> ResponseFacts:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -159,8 +158,10 @@ class ObservedStream(ObjectProxy):  # type: ignore[type-arg]
     def __init__(self, stream: Any, outcome: StreamOutcome) -> None:
         super().__init__(stream)
         self._self_outcome = outcome
-        # Ends the span, and frees the connection, when the application drops the stream.
-        self._self_finalizer = weakref.finalize(self, _abandon, stream, outcome)
+
+    def __del__(self) -> None:
+        # The application dropped the stream: end the span and free the connection.
+        _abandon(self.__wrapped__, self._self_outcome)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         outcome = self._self_outcome

@@ -358,27 +358,23 @@ def test_tool_fragments_are_not_text() -> None:
 
 
 def test_stream_abandoned_early_has_no_usage() -> None:
-    """A stream read for two events only has no usage, no stop reason and is not stopped."""
+    """A stream read for two events only has no usage and no stop reason."""
     state = ConverseStreamState(collect_text=True)
     events = stream_events(case("converse-stream-early-break.json"))
     for _ in range(2):
         state.observe(next(events))
 
     assert state.facts() == ResponseFacts(Usage(), None, "Spinach")
-    assert state.stopped is False
-    assert state.latency_ms is None
 
 
-def test_stream_read_to_the_end_is_stopped() -> None:
-    """A stream read to its end is stopped and knows the model latency."""
+def test_stream_read_to_the_end_has_usage_and_stop_reason() -> None:
+    """A stream read to its end gives its usage and stop reason, and no text unless asked."""
     state = ConverseStreamState()
     for event in stream_events(case("converse-stream-early-break.json")):
         state.observe(event)
 
     assert state.facts() == ResponseFacts(Usage(30, 4), "end_turn", None)
     assert state.collect_text is False
-    assert state.stopped is True
-    assert state.latency_ms == 300
 
 
 def test_older_cache_key_spelling_is_read() -> None:
