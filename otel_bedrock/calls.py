@@ -161,6 +161,7 @@ def _usage(values: Mapping[str, Any], operation: str, model: ModelRef) -> tuple[
         output_tokens=count(values.get(attr.USAGE_OUTPUT_TOKENS)),
         cache_read_tokens=count(values.get(attr.USAGE_CACHE_READ_TOKENS)),
         cache_write_tokens=count(values.get(attr.USAGE_CACHE_WRITE_TOKENS)),
+        cache_write_1h_tokens=count(values.get(attr.USAGE_CACHE_WRITE_1H_TOKENS)),
     )
     if measured.is_empty and values.get(attr.USAGE_SOURCE) is None:
         measured = _upstream_usage(values, operation, model)

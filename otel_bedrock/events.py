@@ -100,6 +100,7 @@ def _put_usage(props: dict[str, Any], call: BedrockCall, cost: Cost | None) -> N
     _put(props, "generation_token_count", counts.output_tokens)
     _put(props, "cache_read_token_count", counts.cache_read_tokens)
     _put(props, "cache_write_token_count", counts.cache_write_tokens)
+    _put(props, "cache_write_1h_token_count", counts.cache_write_1h_tokens)
     if call.usage_status != "measured" and call.error is None:
         props["usage_status"] = call.usage_status
     if cost is None:

@@ -43,7 +43,13 @@ from otel_bedrock.usage import Usage
 logger = logging.getLogger(__name__)
 
 GENAI_PRICES_PROVIDER: Final = "aws"
-_PRICE_KEYS: Final = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+_PRICE_KEYS: Final = (
+    "input_mtok",
+    "output_mtok",
+    "cache_read_mtok",
+    "cache_write_mtok",
+    "cache_write_1h_mtok",
+)
 _REQUIRED_KEYS: Final = ("input_mtok", "output_mtok")
 _NOT_PER_TOKEN_KINDS: Final = frozenset(
     {ModelKind.PROVISIONED, ModelKind.IMPORTED, ModelKind.CUSTOM, ModelKind.MARKETPLACE}
@@ -73,7 +79,8 @@ class CostStatus(StrEnum):
 class Prices:
     """Prices of one model in USD per million tokens.
 
-    A cache price of None means cache tokens are billed at the input price. ``tiers`` lists
+    A cache price of None means cache tokens are billed at the input price (one-hour cache
+    writes: at the cache write price). ``tiers`` lists
     the prices that replace these when the call's total input (uncached, cache read and cache
     write) is above a threshold, in ascending order.
     """
@@ -82,6 +89,7 @@ class Prices:
     output_mtok: Decimal
     cache_read_mtok: Decimal | None = None
     cache_write_mtok: Decimal | None = None
+    cache_write_1h_mtok: Decimal | None = None
     tiers: tuple[PriceTier, ...] = ()
     source: str = ""
 
@@ -217,7 +225,10 @@ def price_usage(prices: Prices, usage: Usage) -> Cost:
 
     uncached = usage.input_tokens * prices.input_mtok
     read = cache_read * _or(prices.cache_read_mtok, prices.input_mtok)
-    write = cache_write * _or(prices.cache_write_mtok, prices.input_mtok)
+    write_1h = min(usage.cache_write_1h_tokens or 0, cache_write)
+    write_price = _or(prices.cache_write_mtok, prices.input_mtok)
+    write = (cache_write - write_1h) * write_price
+    write += write_1h * _or(prices.cache_write_1h_mtok, write_price)
     output = usage.output_tokens * prices.output_mtok
     total_input = uncached + read + write
 
@@ -301,6 +312,7 @@ def _parse_entry(entry: Any, where: str, source: str) -> Prices:
         output_mtok=values["output_mtok"],
         cache_read_mtok=values.get("cache_read_mtok"),
         cache_write_mtok=values.get("cache_write_mtok"),
+        cache_write_1h_mtok=values.get("cache_write_1h_mtok"),
         source=source,
     )
 

@@ -39,6 +39,8 @@ def usage_attributes(counts: Usage, source: str) -> dict[str, Any]:
         if value is not None:
             values[ours] = value
             values[standard] = value
+    if counts.cache_write_1h_tokens is not None:
+        values[attr.USAGE_CACHE_WRITE_1H_TOKENS] = counts.cache_write_1h_tokens
     if values:
         values[attr.USAGE_SOURCE] = source
 

@@ -19,13 +19,15 @@ class Usage:
     """Token counts of one call, as Bedrock measured them.
 
     ``None`` means Bedrock did not report the count; ``0`` is a reported zero.
-    ``input_tokens`` excludes cache reads and cache writes.
+    ``input_tokens`` excludes cache reads and cache writes. ``cache_write_1h_tokens`` is the
+    part of ``cache_write_tokens`` written with the one-hour lifetime, which costs more.
     """
 
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -39,6 +41,7 @@ class Usage:
             output_tokens=_first(self.output_tokens, other.output_tokens),
             cache_read_tokens=_first(self.cache_read_tokens, other.cache_read_tokens),
             cache_write_tokens=_first(self.cache_write_tokens, other.cache_write_tokens),
+            cache_write_1h_tokens=_first(self.cache_write_1h_tokens, other.cache_write_1h_tokens),
         )
 
 
@@ -90,4 +93,19 @@ def from_converse(usage: Mapping[str, Any]) -> Usage:
         output_tokens=count(usage.get("outputTokens")),
         cache_read_tokens=count(usage.get("cacheReadInputTokens")),
         cache_write_tokens=count(usage.get("cacheWriteInputTokens")),
+        cache_write_1h_tokens=_one_hour_writes(usage.get("cacheDetails")),
     )
+
+
+def _one_hour_writes(details: Any) -> int | None:
+    """Tokens written with the one-hour lifetime, from Converse's ``cacheDetails`` list."""
+    if not isinstance(details, list):
+        return None
+    total = None
+    for detail in details:
+        if isinstance(detail, Mapping) and detail.get("ttl") == "1h":
+            tokens = count(detail.get("inputTokens"))
+            if tokens is not None:
+                total = (total or 0) + tokens
+
+    return total

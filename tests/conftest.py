@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +28,27 @@ TEST_KEY = "phc_test"
 
 
 def shared_files(folder: str) -> list[Path]:
-    """The exchange files of a folder of the shared data, or a skip when it is absent."""
+    """The exchange files of a folder of the shared Bedrock data beside the repository.
+
+    Outside CI a checkout without that data runs the rest of the suite; in CI its absence
+    is an error, so that those tests cannot vanish unnoticed.
+    """
     path = SHARED / folder
     if not path.is_dir():
-        pytest.skip(f"{path} is not present")
+        if os.environ.get("CI"):
+            raise FileNotFoundError(f"{path} is missing; the replay tests need it")
+        return []
     return sorted(path.glob("*.json"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A file or folder of the shared Bedrock data; the test is skipped without it (not in CI)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI"):
+            raise FileNotFoundError(f"{path} is missing; the replay tests need it")
+        pytest.skip(f"{path} is not present")
+    return path
 
 
 def load_exchange(path: Path) -> dict[str, Any]:

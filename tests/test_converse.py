@@ -10,6 +10,7 @@ import pytest
 from otel_bedrock.converse import ConverseStreamState, converse_usage, parse_converse
 from otel_bedrock.families import ResponseFacts
 from otel_bedrock.usage import Usage
+from tests.conftest import shared_path
 from tests.families.recorded import (
     CASES,
     RECORDINGS,
@@ -268,6 +269,7 @@ def _check_case(facts: ResponseFacts, properties: dict[str, Any]) -> None:
 
 def test_every_converse_recording_has_expected_values() -> None:
     """Each successful recorded Converse and ConverseStream exchange has an expectation here."""
+    shared_path("recordings")
     assert _successful("Converse") == set(CONVERSE)
     assert _successful("ConverseStream") == set(STREAMS)
 
@@ -430,3 +432,15 @@ def test_malformed_events_are_ignored(caplog: pytest.LogCaptureFixture) -> None:
 
     assert state.facts() == ResponseFacts()
     assert caplog.records == []
+
+
+def test_one_hour_cache_writes_are_read_from_cache_details() -> None:
+    """Converse's cacheDetails list gives the writes made with the one-hour lifetime."""
+    usage = {
+        "inputTokens": 10,
+        "outputTokens": 2,
+        "cacheWriteInputTokens": 1500,
+        "cacheDetails": [{"ttl": "5m", "inputTokens": 500}, {"ttl": "1h", "inputTokens": 1000}],
+    }
+
+    assert converse_usage(usage) == Usage(10, 2, None, 1500, 1000)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
 from otel_bedrock.model_ids import ModelKind, ModelRef, parse_model_id, resolve_model
+from tests.conftest import shared_files, shared_path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 APP_PROFILE = "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
 CUSTOM = "arn:aws-cn:bedrock:cn-north-1:789:custom-model/amazon.titan-text-express-v1:0:8k/q1w2"
 SAGEMAKER = "arn:aws:sagemaker:us-east-1:767398002385:endpoint/endpoint-quick-start-idr7y"
@@ -107,7 +106,7 @@ def _model_ids(node: Any) -> list[str]:
 
 
 def _shared_model_ids() -> list[str]:
-    files = sorted(SHARED.glob("recordings/*.json")) + sorted(SHARED.glob("cases/*.json"))
+    files = shared_files("recordings") + shared_files("cases")
     ids = {m for path in files for m in _model_ids(json.loads(path.read_text("utf-8")))}
 
     return sorted(ids)
@@ -115,6 +114,7 @@ def _shared_model_ids() -> list[str]:
 
 def test_shared_files_hold_model_ids() -> None:
     """The shared recordings and cases hold exactly the model ids listed in this module."""
+    shared_path("recordings")
     assert _shared_model_ids() == sorted(RECORDED)
 
 

@@ -25,8 +25,8 @@ from otel_bedrock.pricing import (
     price_usage,
 )
 from otel_bedrock.usage import Usage
+from tests.conftest import shared_path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 APP_PROFILE = "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
 
 
@@ -160,7 +160,7 @@ def test_unknown_models_are_unpriced(book: PriceBook, model_id: str) -> None:
 
 def test_unmapped_profile_case(book: PriceBook) -> None:
     """The shared unmapped-profile case is unpriced with the prices the case names absent."""
-    case = json.loads((SHARED / "cases" / "app-profile-arn-unmapped.json").read_text("utf-8"))
+    case = json.loads(shared_path("cases", "app-profile-arn-unmapped.json").read_text("utf-8"))
     props = case["expected"]["properties"]
     usage = Usage(props["prompt_token_count"], props["generation_token_count"])
 
@@ -388,7 +388,7 @@ def test_empty_user_table_is_valid(tmp_path: Path) -> None:
         (
             '[models."amazon.nova-pro-v1:0"]\ninput_mtok = 1\noutput_mtok = 1\ninput = 2\n',
             "entry [models.\"amazon.nova-pro-v1:0\"]: unknown key 'input' (allowed: input_mtok, "
-            "output_mtok, cache_read_mtok, cache_write_mtok)",
+            "output_mtok, cache_read_mtok, cache_write_mtok, cache_write_1h_mtok)",
         ),
         (
             '[models."amazon.nova-pro-v1:0"]\ninput_mtok = true\noutput_mtok = 1\n',
@@ -464,3 +464,20 @@ def test_date_constrained_prices_expire_on_their_date() -> None:
     expires = pricing._next_price_change(later, now)
 
     assert expires == datetime.combine(date(2027, 1, 15), time(0), UTC).timestamp()
+
+
+def test_one_hour_cache_writes_have_their_own_price(book: PriceBook) -> None:
+    """Writes with the one-hour lifetime cost $6/M on global Sonnet 4.5, the others $3.75/M."""
+    model = parse_model_id("global.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    usage = Usage(
+        input_tokens=100,
+        output_tokens=10,
+        cache_write_tokens=1000,
+        cache_write_1h_tokens=400,
+    )
+
+    cost = book.cost(model, usage)
+
+    # 100 x $3 + 600 x $3.75 + 400 x $6 per million input; 10 x $15 per million output.
+    assert cost.input_usd == pytest.approx(0.0003 + 0.00225 + 0.0024, abs=1e-12)
+    assert cost.output_usd == pytest.approx(0.00015, abs=1e-12)

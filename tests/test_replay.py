@@ -21,31 +21,29 @@ from botocore.eventstream import EventStreamBuffer
 from otel_bedrock.replay import ReplayedEvent, replay
 from tests.conftest import SHARED, load_exchange, shared_files
 
+OUR_CASES = Path(__file__).resolve().parent / "data" / "cases"
+
 
 @cache
-def replayed(folder: str) -> dict[str, list[ReplayedEvent]]:
-    """Replay a whole shared folder once; events grouped by source file."""
+def replayed(folder: Path) -> dict[str, list[ReplayedEvent]]:
+    """Replay a whole folder once; events grouped by source file name."""
     grouped: dict[str, list[ReplayedEvent]] = {}
-    for event in replay([str(SHARED / folder)]):
+    for event in replay([str(folder)]):
         grouped.setdefault(Path(event.source).name, []).append(event)
     return grouped
 
 
-def case_names() -> list[str]:
-    return [path.name for path in shared_files("cases")] if (SHARED / "cases").is_dir() else []
+def case_files() -> list[Path]:
+    """The shared cases and ours."""
+    return shared_files("cases") + sorted(OUR_CASES.glob("*.json"))
 
 
-def recording_names() -> list[str]:
-    folder = SHARED / "recordings"
-    return sorted(path.name for path in folder.glob("*.json")) if folder.is_dir() else []
-
-
-@pytest.mark.parametrize("name", case_names())
-def test_case_gives_the_expected_event(name: str) -> None:
-    """Each shared case produces exactly the event its expected block describes."""
-    case = load_exchange(SHARED / "cases" / name)
+@pytest.mark.parametrize("path", case_files(), ids=lambda path: path.name)
+def test_case_gives_the_expected_event(path: Path) -> None:
+    """Each case produces exactly the event its expected block describes."""
+    case = load_exchange(path)
     expected = case["expected"]
-    events = replayed("cases").get(name, [])
+    events = replayed(path.parent).get(path.name, [])
 
     matching = [event for event in events if event.event == expected["event"]]
 
@@ -119,11 +117,11 @@ def recorded_truth(recording: dict[str, Any]) -> dict[str, Any]:
     return truth
 
 
-@pytest.mark.parametrize("name", recording_names())
-def test_recording_replays_to_what_the_response_shows(name: str) -> None:
+@pytest.mark.parametrize("path", shared_files("recordings"), ids=lambda path: path.name)
+def test_recording_replays_to_what_the_response_shows(path: Path) -> None:
     """Each real recording gives the event kind, tokens and stop reason its response shows."""
-    recording = load_exchange(SHARED / "recordings" / name)
-    events = replayed("recordings").get(name, [])
+    recording = load_exchange(path)
+    events = replayed(path.parent).get(path.name, [])
     if recording["operation"] == "CountTokens":
         assert events == []
         return

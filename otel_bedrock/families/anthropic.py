@@ -35,7 +35,16 @@ def claude_usage(usage: Mapping[str, Any] | None, with_output: bool = True) -> U
         output_tokens=count(usage.get("output_tokens")) if with_output else None,
         cache_read_tokens=count(usage.get("cache_read_input_tokens")),
         cache_write_tokens=count(usage.get("cache_creation_input_tokens")),
+        cache_write_1h_tokens=_one_hour_writes(usage.get("cache_creation")),
     )
+
+
+def _one_hour_writes(creation: Any) -> int | None:
+    """Tokens written with the one-hour lifetime, from Claude's ``cache_creation`` object."""
+    if not isinstance(creation, Mapping):
+        return None
+
+    return count(creation.get("ephemeral_1h_input_tokens"))
 
 
 def parse_claude_body(body: Mapping[str, Any]) -> ResponseFacts:

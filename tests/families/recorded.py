@@ -20,7 +20,8 @@ from botocore.eventstream import EventStream
 from botocore.model import OperationModel, ServiceModel
 from botocore.parsers import EventStreamJSONParser, RestJSONParser
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+from tests.conftest import SHARED, shared_path
+
 RECORDINGS = SHARED / "recordings"
 CASES = SHARED / "cases"
 
@@ -43,12 +44,12 @@ def load(path: Path) -> dict[str, Any]:
 
 def recording(name: str) -> dict[str, Any]:
     """Return the recording with file name ``name``."""
-    return load(RECORDINGS / name)
+    return load(shared_path("recordings", name))
 
 
 def case(name: str) -> dict[str, Any]:
     """Return the case with file name ``name``."""
-    return load(CASES / name)
+    return load(shared_path("cases", name))
 
 
 def final_response(record: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import pytest
 
 from otel_bedrock.families import ResponseFacts, family_for
 from otel_bedrock.usage import Usage
+from tests.conftest import shared_path
 from tests.families.recorded import RECORDINGS, chunk_payloads, invoke_body, load, recording
 
 
@@ -181,6 +182,7 @@ def _names(operation: str) -> set[str]:
 
 def test_every_invoke_recording_has_expected_values() -> None:
     """Each recorded InvokeModel and stream exchange has a hand-read expectation here."""
+    shared_path("recordings")
     assert _names("InvokeModel") == set(BODIES)
     assert _names("InvokeModelWithResponseStream") == set(STREAMS)
 

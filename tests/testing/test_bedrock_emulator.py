@@ -26,8 +26,8 @@ from otel_bedrock.testing import (
     validation_error,
 )
 from otel_bedrock.testing.bedrock import REPLY_TEXT, model_family, prompt_tokens, synthesize
+from tests.conftest import shared_files, shared_path
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
 NOVA = "us.amazon.nova-micro-v1:0"
 THROTTLING_TYPE = "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/"
 COUNTS = ("inputTokens", "outputTokens", "totalTokens")
@@ -333,7 +333,7 @@ def test_from_recording_drops_hop_by_hop_headers() -> None:
 
 def test_load_exchange_queues_every_response(emu: BedrockEmulator) -> None:
     """load_exchange queues all of ``responses`` and nothing for an exchange without any."""
-    case = json.loads((SHARED / "cases" / "throttled-twice-then-ok.json").read_text())
+    case = json.loads(shared_path("cases", "throttled-twice-then-ok.json").read_text())
 
     assert emu.load_exchange(case) == 3
     assert emu.load_exchange({"operation": "ConverseStream"}) == 0
@@ -361,7 +361,7 @@ def test_model_family(model_id: str, family: str) -> None:
 
 def _recordings() -> list[Any]:
     """One test parameter per shared recording."""
-    return [pytest.param(p, id=p.stem) for p in sorted(SHARED.glob("recordings/*.json"))]
+    return [pytest.param(p, id=p.stem) for p in shared_files("recordings")]
 
 
 def _call(client: Any, operation: str, model_id: str) -> dict[str, Any]:
@@ -418,7 +418,7 @@ def test_recording_replays_through_boto3(emu: BedrockEmulator, single: Any, path
 def test_recorded_stream_usage_decoded(emu: BedrockEmulator, client: Any) -> None:
     """A recorded Nova ConverseStream replays with its metadata usage and stop reason."""
     name = "pydantic-ai__test_bedrock__test_bedrock_model_stream__0.json"
-    emu.load_exchange(json.loads((SHARED / "recordings" / name).read_text()))
+    emu.load_exchange(json.loads(shared_path("recordings", name).read_text()))
 
     events = list(client.converse_stream(modelId=NOVA, messages=MESSAGES)["stream"])
 
@@ -432,7 +432,7 @@ def test_recorded_stream_usage_decoded(emu: BedrockEmulator, client: Any) -> Non
 
 def test_recorded_case_mid_stream_throttle(emu: BedrockEmulator, client: Any) -> None:
     """The mid-stream throttle case yields three chunks, then EventStreamError."""
-    case = json.loads((SHARED / "cases" / "invoke-stream-midstream-throttle.json").read_text())
+    case = json.loads(shared_path("cases", "invoke-stream-midstream-throttle.json").read_text())
     emu.load_exchange(case)
     chunks: list[dict[str, Any]] = []
 

@@ -6,15 +6,13 @@ import base64
 import json
 import struct
 import zlib
-from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage
 
 from otel_bedrock.testing import eventstream
-
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+from tests.conftest import shared_files
 
 
 def _decode(data: bytes) -> list[EventStreamMessage]:
@@ -28,7 +26,7 @@ def _decode(data: bytes) -> list[EventStreamMessage]:
 def _recorded_streams() -> list[Any]:
     """Every recorded event-stream body in the shared recordings and cases."""
     params = []
-    for path in sorted([*SHARED.glob("recordings/*.json"), *SHARED.glob("cases/*.json")]):
+    for path in shared_files("recordings") + shared_files("cases"):
         exchange = json.loads(path.read_text())
         responses = exchange.get("responses") or [exchange.get("response")]
         for index, response in enumerate(responses):
