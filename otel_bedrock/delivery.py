@@ -15,6 +15,7 @@ from typing import Any
 
 from posthog import Posthog
 
+from otel_bedrock._once import warn_once
 from otel_bedrock.events import CaptureEvent
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,15 @@ class PostHogDelivery:
             else:
                 self.counters.queued += 1
         if accepted is None:
-            logger.warning("posthog_event_refused event=%s uuid=%s", event.event, event.uuid)
+            warn_once(
+                logger,
+                "posthog_event_refused",
+                "posthog_event_refused event=%s uuid=%s refused_so_far=%s; the client's queue "
+                "is full or closed",
+                event.event,
+                event.uuid,
+                self.counters.refused,
+            )
 
     def flush(self, timeout_seconds: float = 10.0) -> bool:
         """Block until queued events are sent or ``timeout_seconds`` pass.

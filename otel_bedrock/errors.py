@@ -3,7 +3,8 @@
 ::
 
     OtelBedrockError
-    └── ConfigError      a setting has a bad value; raised at start, never on the request path
+    └── ConfigError          a setting has a bad value; raised at start, never on the request path
+        └── PriceTableError  a price table file is unreadable or malformed (otel_bedrock.pricing)
 
 Nothing on the request or export path raises into the application: failures there are logged
 and the event is sent with what is known.

@@ -105,8 +105,14 @@ class PostHogSpanExporter(SpanExporter):
         for span in spans:
             try:
                 events = self.events_for(span)
-            except Exception:
-                logger.exception("bedrock_span_unreadable span=%s", span.name)
+            except Exception:  # noqa: BLE001 - one bad span must not lose the batch
+                warn_once(
+                    logger,
+                    "span_unreadable",
+                    "bedrock_span_unreadable span=%s",
+                    span.name,
+                    exc_info=True,
+                )
                 continue
             for event in events:
                 self.delivery.send(event)

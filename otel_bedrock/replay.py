@@ -23,6 +23,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from opentelemetry import context, trace
+from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
@@ -109,6 +110,7 @@ def replay(paths: Iterable[str], *, capture_content: bool = False) -> list[Repla
                         logger.exception("replay_file_failed source=%s", source)
         finally:
             provider.shutdown()
+            BotocoreInstrumentor().uninstrument()  # type: ignore[no-untyped-call]
         received = list(capture.events)
 
     return [
