@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 
 from otel_bedrock import attributes as attr
 from otel_bedrock.calls import aws_error_name
+from otel_bedrock.families.base import dig
 from otel_bedrock.usage import Usage
 
 # HTTP status that Bedrock documents for each exception it can send inside a stream.
@@ -91,16 +92,7 @@ def variant_attributes(
 def converse_variant(response: Mapping[str, Any]) -> dict[str, Any]:
     """Variant attributes from a Converse response or a ConverseStream ``metadata`` event."""
     return variant_attributes(
-        _dig(response, "serviceTier", "type"),
-        _dig(response, "performanceConfig", "latency"),
-        _dig(response, "trace", "promptRouter", "invokedModelId"),
+        dig(response, "serviceTier", "type"),
+        dig(response, "performanceConfig", "latency"),
+        dig(response, "trace", "promptRouter", "invokedModelId"),
     )
-
-
-def _dig(value: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-
-    return value
