@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from posthog import Posthog
+from posthog.utils import system_context
 
 from otel_bedrock._once import warn_once
 from otel_bedrock.events import CaptureEvent
@@ -28,6 +29,23 @@ class DeliveryCounters:
     queued: int = 0
     refused: int = 0
     failed_batches: int = 0
+
+
+class _Client(Posthog):
+    """The ``posthog`` client, with its system context read once instead of per event.
+
+    The stock client asks the OS for its name and version on every capture (about 100 µs
+    on Linux), on our export thread, competing with the application for the GIL. The answer
+    cannot change while the process runs. Context tags of ``posthog.contexts`` are not
+    added: on the export thread they would be unrelated to the call anyway.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._system_context = system_context()
+
+    def _capture_properties(self, properties: dict[str, Any] | None) -> dict[str, Any]:
+        return {**(properties or {}), **self._system_context}
 
 
 class PostHogDelivery:
@@ -49,7 +67,7 @@ class PostHogDelivery:
         self.host = host
         self.counters = DeliveryCounters()
         self._lock = threading.Lock()
-        self._client = Posthog(
+        self._client = _Client(
             api_key,
             host=host,
             gzip=True,
