@@ -28,8 +28,9 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.environment_variables import OTEL_CONFIG_FILE
 from opentelemetry.util._importlib_metadata import EntryPoint
 
-from otel_bedrock.config import load_settings
+from otel_bedrock.config import Settings, load_settings
 from otel_bedrock.errors import ConfigError
+from otel_bedrock.exporter import live_exporters
 from otel_bedrock.hooks import BedrockHooks, install_attempt_counter
 from otel_bedrock.processor import BedrockSpanProcessor
 
@@ -51,7 +52,7 @@ class BedrockDistro(BaseDistro):  # type: ignore[misc]
         """Instrument as usual, giving botocore's instrumentor our hooks."""
         if entry_point.name in ("botocore", "aiobotocore"):
             try:
-                hooks = BedrockHooks(load_settings())
+                hooks = BedrockHooks(_hook_settings())
             except ConfigError:
                 # Already reported by the configurator; instrument as upstream alone would.
                 logger.debug("otel_bedrock_hooks_skipped reason=bad settings")
@@ -76,3 +77,15 @@ class BedrockConfigurator(_OTelSDKConfigurator):
             # One clear line instead of the tracebacks opentelemetry-instrument would print;
             # the application runs on, without sending events.
             logger.error("%s. No Bedrock events will be sent.", error)
+
+
+def _hook_settings() -> Settings:
+    """The settings of the exporter the configurator made, else those of the environment.
+
+    The configurator runs before the instrumentors, so with a declarative configuration file
+    the hooks follow the file's ``posthog`` exporter block (content capture, profile map).
+    """
+    for exporter in list(live_exporters()):
+        return exporter.settings
+
+    return load_settings()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -57,6 +58,7 @@ class PostHogSpanExporter(SpanExporter):
         self._prices = PriceBook(self.settings.prices_file)
         self._profiles = dict(self.settings.inference_profiles)
         self.delivery = delivery or PostHogDelivery(str(key), self.settings.posthog_host)
+        self.created = time.monotonic()
         _live_exporters.add(self)
         logger.info(
             "posthog_exporter_ready host=%s schema=%s content_capture=%s",
@@ -131,9 +133,14 @@ class PostHogSpanExporter(SpanExporter):
 _live_exporters: weakref.WeakSet[PostHogSpanExporter] = weakref.WeakSet()
 
 
+def live_exporters() -> list[PostHogSpanExporter]:
+    """The exporters of this process that are not yet collected, oldest first."""
+    return sorted(_live_exporters, key=lambda exporter: exporter.created)
+
+
 def flush_all(timeout_millis: int = 30_000) -> bool:
     """Deliver the queued events of every exporter in this process."""
-    return all([exporter.force_flush(timeout_millis) for exporter in list(_live_exporters)])
+    return all([exporter.force_flush(timeout_millis) for exporter in live_exporters()])
 
 
 def _without_content(call: BedrockCall) -> BedrockCall:

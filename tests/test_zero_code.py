@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from otel_bedrock.testing import BedrockEmulator, CaptureEmulator
+from otel_bedrock.testing.bedrock import REPLY_TOKENS
 from tests.conftest import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,11 +74,11 @@ def test_unchanged_program_under_opentelemetry_instrument(
     assert sorted(events) == sorted(OPERATIONS)
     for props in events.values():
         assert props["model"] == "meta.llama3-1-8b-instruct-v1:0"
-        assert props["prompt_token_count"] > 0
-        assert props["generation_token_count"] > 0
+        # The emulator counts the 7 words of the prompt and answers with its 8-token reply.
+        assert props["prompt_token_count"] == 7
+        assert props["generation_token_count"] == REPLY_TOKENS == 8
         assert props["cost_status"] == "priced"
-        expected = (props["prompt_token_count"] + props["generation_token_count"]) * 0.22e-6
-        assert props["total_cost_in_dollars"] == pytest.approx(expected, abs=1e-12)
+        assert props["total_cost_in_dollars"] == pytest.approx(15 * 0.22e-6, abs=1e-12)
 
 
 def test_embedded_configure_call(bedrock: BedrockEmulator, capture: CaptureEmulator) -> None:
@@ -107,3 +108,27 @@ def test_bad_setting_is_reported_and_the_program_still_runs(
     assert "phx_personal_key" not in done.stderr
     assert "Traceback" not in done.stderr
     assert capture.events == []
+
+
+def test_configuration_file_settings_reach_the_hooks(
+    bedrock: BedrockEmulator, capture: CaptureEmulator, tmp_path: Path
+) -> None:
+    """capture_content set only in the configuration file gives prompt and generation text."""
+    config = (ROOT / "otel-config.yaml").read_text()
+    config = config.replace(
+        "capture_content: ${OTEL_BEDROCK_CAPTURE_CONTENT:-false}", "capture_content: true"
+    )
+    path = tmp_path / "otel-config.yaml"
+    path.write_text(config)
+
+    done = run(
+        bedrock,
+        capture,
+        [str(BIN / "opentelemetry-instrument"), sys.executable, "examples/bedrock_calls.py"],
+        OTEL_CONFIG_FILE=str(path),
+    )
+
+    assert done.returncode == 0, done.stderr
+    converse = completions(capture)["Converse"]
+    assert converse["prompt"] == "Suggest a recipe with eggs and spinach."
+    assert converse["generation"] == "This is a reply from the Bedrock emulator."
