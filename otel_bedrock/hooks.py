@@ -49,6 +49,7 @@ from otel_bedrock.streams import (
     ObservedStream,
     StreamOutcome,
 )
+from otel_bedrock.usage import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class BedrockHooks:
         from_headers = usage.from_headers(headers)
         facts = ResponseFacts()
         body = result.get("body")
-        if isinstance(body, StreamingBody):
+        if isinstance(body, StreamingBody) and self._body_adds_facts(span, from_headers):
             raw = body.read()
             result["body"] = StreamingBody(io.BytesIO(raw), len(raw))
             facts = _parse_invoke_body(raw, model)
@@ -165,6 +166,21 @@ class BedrockHooks:
             variant_attributes(result.get("serviceTier"), result.get("performanceConfigLatency"))
         )
         _set_changed(span, values)
+
+    def _body_adds_facts(self, span: Span, from_headers: Usage) -> bool:
+        """Whether the body can tell more than the headers and upstream's attributes did.
+
+        Reading the body again costs the caller a copy and a JSON parse; it is skipped when
+        the headers gave both counts, upstream recorded the stop reason, no text is captured
+        and no cache write happened (only Claude's body splits writes by cache lifetime).
+        """
+        if self._capture or from_headers.input_tokens is None or from_headers.output_tokens is None:
+            return True
+        if from_headers.cache_write_tokens:
+            return True
+        known = getattr(span, "attributes", None) or {}
+
+        return attr.GEN_AI_FINISH_REASONS not in known
 
     @staticmethod
     def _observe(result: dict[str, Any], key: str, outcome: StreamOutcome) -> None:
