@@ -6,11 +6,12 @@ Sources, first match wins:
 2. OpenTelemetry baggage with one of the same keys (propagated from an upstream service, for
    example in a W3C ``baggage`` header);
 3. :func:`identify`, our context manager;
-4. PostHog's own context (``posthog.identify_context``).
+4. PostHog's own context (``posthog.identify_context``);
+5. one of the same attributes on the span that encloses the call (read by
+   :class:`~otel_bedrock.processor.BedrockSpanProcessor`).
 
-Sources 2 to 4 are read on the application's thread when the call starts
-(:func:`current_distinct_id`) and written onto the span as ``posthog.distinct_id``, so that the
-exporter, on its own thread, needs only the span.
+Sources 2 to 5 are read on the application's thread when the call starts and written onto the
+span as ``posthog.distinct_id``, so that the exporter, on its own thread, needs only the span.
 """
 
 from __future__ import annotations

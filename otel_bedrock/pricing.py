@@ -135,8 +135,7 @@ _TableKey = tuple[str | None, str]  # (geo, base model id)
 class PriceBook:
     """Prices of Bedrock models, resolved once per model and cached.
 
-    Safe to share between threads: the span processor calls :meth:`cost` on the thread that
-    ends the span, the exporter on its export thread.
+    Safe to share between threads; the exporter calls :meth:`cost` on its export thread.
     """
 
     def __init__(self, overrides_path: str | os.PathLike[str] | None = None) -> None:
