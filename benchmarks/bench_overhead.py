@@ -418,7 +418,7 @@ def hook_rows(runs: dict[str, list[int]], events: int) -> list[tuple[str, float,
     rows: list[tuple[str, float, float, str]] = [
         ("BedrockSpanProcessor.on_start", *net("on_start", None), "every span start"),
         ("current_distinct_id(), no identity", *net("distinct_id", None), "on_start + request"),
-        ("InvokeModel: both hooks", *net("ours InvokeModel", "bare InvokeModel"), "body parsed"),
+        ("InvokeModel: both hooks", *net("ours InvokeModel", "bare InvokeModel"), "Llama, headers"),
         (
             "ConverseStream: both hooks + stream",
             *net("ours ConverseStream", "bare ConverseStream"),
