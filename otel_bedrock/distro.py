@@ -50,7 +50,7 @@ class BedrockDistro(BaseDistro):  # type: ignore[misc]
 
     def load_instrumentor(self, entry_point: EntryPoint, **kwargs: Any) -> None:
         """Instrument as usual, giving botocore's instrumentor our hooks."""
-        if entry_point.name in ("botocore", "aiobotocore"):
+        if entry_point.name == "botocore":
             try:
                 hooks = BedrockHooks(_hook_settings())
             except ConfigError:

@@ -184,10 +184,11 @@ class BedrockHooks:
 
     @staticmethod
     def _observe(result: dict[str, Any], key: str, outcome: StreamOutcome) -> None:
-        stream = result.get(key)
-        if stream is not None:
+        raw = getattr(result.get(key), "__wrapped__", result.get(key))
+        if raw is not None and not hasattr(raw, "__aiter__"):
             # Observe the raw event stream under upstream's wrapper, and own the span's end.
-            result[key] = ObservedStream(getattr(stream, "__wrapped__", stream), outcome)
+            # Asynchronous streams (aiobotocore) are left to upstream.
+            result[key] = ObservedStream(raw, outcome)
 
     def _clip(self, values: dict[str, Any], key: str, text: str | None) -> None:
         if text is None:
