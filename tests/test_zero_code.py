@@ -132,3 +132,45 @@ def test_configuration_file_settings_reach_the_hooks(
     converse = completions(capture)["Converse"]
     assert converse["prompt"] == "Suggest a recipe with eggs and spinach."
     assert converse["generation"] == "This is a reply from the Bedrock emulator."
+
+
+OTHER_DISTRO = """
+import os
+
+from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+
+class Distro(BaseDistro):
+    def _configure(self, **kwargs):
+        os.environ.setdefault("OTEL_TRACES_EXPORTER", "console")
+
+
+class Configurator(_OTelSDKConfigurator):
+    pass
+"""
+
+
+def test_works_beside_another_distro_with_one_variable(
+    bedrock: BedrockEmulator, capture: CaptureEmulator, tmp_path: Path
+) -> None:
+    """With a second distro installed first in the path, OTEL_PYTHON_DISTRO picks ours."""
+    (tmp_path / "other_distro.py").write_text(OTHER_DISTRO)
+    info = tmp_path / "other_distro-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: other-distro\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[opentelemetry_distro]\ndistro = other_distro:Distro\n\n"
+        "[opentelemetry_configurator]\nconfigurator = other_distro:Configurator\n"
+    )
+
+    done = run(
+        bedrock,
+        capture,
+        [str(BIN / "opentelemetry-instrument"), sys.executable, "examples/bedrock_calls.py"],
+        PYTHONPATH=str(tmp_path),
+        OTEL_PYTHON_DISTRO="otel_bedrock",
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert sorted(completions(capture)) == sorted(OPERATIONS)
