@@ -32,6 +32,9 @@ POSTHOG_DISTINCT_ID: Final = "posthog.distinct_id"
 USER_ID: Final = "user.id"
 ENDUSER_ID: Final = "enduser.id"
 IDENTITY_KEYS: Final = (POSTHOG_DISTINCT_ID, USER_ID, ENDUSER_ID)
+# Ours: the identity the caller's context named when the call started (baggage, identify(),
+# PostHog's context, the enclosing span); the keys above, set on the span itself, win over it.
+CONTEXT_DISTINCT_ID: Final = "bedrock.context.distinct_id"
 
 # Ours: measured usage and facts upstream does not record.
 USAGE_INPUT_TOKENS: Final = "bedrock.usage.input_tokens"

@@ -77,10 +77,10 @@ class BedrockHooks:
         values: dict[str, Any] = {}
         try:
             known = getattr(span, "attributes", None) or {}
-            if not any(key in known for key in attr.IDENTITY_KEYS):
+            if attr.CONTEXT_DISTINCT_ID not in known:  # our processor may have read it
                 distinct_id = current_distinct_id()
                 if distinct_id is not None:
-                    values[attr.POSTHOG_DISTINCT_ID] = distinct_id
+                    values[attr.CONTEXT_DISTINCT_ID] = distinct_id
         except Exception:  # noqa: BLE001 - a hook must never break the caller's request
             _hook_failed("identity", operation_name)
         if self._capture:

@@ -11,7 +11,8 @@ Sources, first match wins:
    :class:`~otel_bedrock.processor.BedrockSpanProcessor`).
 
 Sources 2 to 5 are read on the application's thread when the call starts and written onto the
-span as ``posthog.distinct_id``, so that the exporter, on its own thread, needs only the span.
+span as ``bedrock.context.distinct_id``, so that the exporter, on its own thread, needs only
+the span, and an attribute set on the span itself still wins.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from opentelemetry import baggage
 from posthog.contexts import get_context_distinct_id
 
-from otel_bedrock.attributes import IDENTITY_KEYS
+from otel_bedrock.attributes import CONTEXT_DISTINCT_ID, IDENTITY_KEYS
 
 _distinct_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "otel_bedrock_distinct_id", default=None
@@ -67,7 +68,7 @@ def current_distinct_id() -> str | None:
 
 def distinct_id_from_attributes(attributes: Mapping[str, Any]) -> str | None:
     """The distinct id named by span attributes, or None."""
-    for key in IDENTITY_KEYS:
+    for key in (*IDENTITY_KEYS, CONTEXT_DISTINCT_ID):
         value = attributes.get(key)
         if isinstance(value, str) and value:
             return value

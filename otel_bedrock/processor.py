@@ -3,7 +3,7 @@
 Identity lives in the caller's context (baggage, :func:`otel_bedrock.identify`, PostHog's
 context, or the attributes of the span that encloses the call), which is gone by the time the
 exporter runs on its own thread. :class:`BedrockSpanProcessor` reads it in ``on_start`` and
-writes it onto the Bedrock span as ``posthog.distinct_id``.
+writes it onto the Bedrock span as ``bedrock.context.distinct_id``.
 """
 
 from __future__ import annotations
@@ -24,15 +24,13 @@ class BedrockSpanProcessor(SpanProcessor):
     """
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Write ``posthog.distinct_id`` onto a starting Bedrock span if a source names one."""
+        """Write the identity the caller's context names onto a starting Bedrock span."""
         values = span.attributes
         if values is None or values.get(attr.RPC_SERVICE) != attr.BEDROCK_RUNTIME_SERVICE:
             return
-        if distinct_id_from_attributes(values) is not None:
-            return
         distinct_id = current_distinct_id() or _enclosing_span_identity(parent_context)
         if distinct_id is not None:
-            span.set_attribute(attr.POSTHOG_DISTINCT_ID, distinct_id)
+            span.set_attribute(attr.CONTEXT_DISTINCT_ID, distinct_id)
 
     def on_end(self, span: ReadableSpan) -> None:
         """Nothing to do: the exporter reads everything from the finished span."""

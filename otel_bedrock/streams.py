@@ -9,13 +9,15 @@ reason and text from every event and ends the span:
 - when the stream is read to its end;
 - when it raises (an exception sent by Bedrock in the middle of the stream, a cut connection);
 - when the application calls ``close()``;
-- when the application drops the stream, read or not.
+- when the application drops the stream, read or not;
+- when the process exits with the stream still unfinished.
 
 A stream may be read in several loops; breaking out of one does not end the span.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import threading
@@ -34,6 +36,28 @@ from otel_bedrock.span_facts import converse_variant, stream_error_attributes
 logger = logging.getLogger(__name__)
 
 DescribeFacts = Callable[[ResponseFacts, str], dict[str, Any]]
+
+
+_open_outcomes: set[StreamOutcome] = set()
+_exit_handler_registered = False
+
+
+def _track(outcome: StreamOutcome) -> None:
+    """Remember an unfinished stream, so that it still gives its event if the process exits."""
+    global _exit_handler_registered
+    if not _exit_handler_registered:
+        # Registered once a stream exists, so after the tracer provider's own exit handler,
+        # and therefore run before it (last registered, first run): the spans ended here are
+        # still exported.
+        atexit.register(_finish_open_streams)
+        _exit_handler_registered = True
+    _open_outcomes.add(outcome)
+
+
+def _finish_open_streams() -> None:
+    """At exit, end the span of every stream the application still held unfinished."""
+    for outcome in list(_open_outcomes):
+        outcome.finish()
 
 
 class StreamOutcome:
@@ -72,6 +96,7 @@ class StreamOutcome:
             if self._done:
                 return
             self._done = True
+        _open_outcomes.discard(self)
         span = self._span
         try:
             values = self._describe(self.facts(), "stream")
@@ -158,6 +183,7 @@ class ObservedStream(ObjectProxy):  # type: ignore[type-arg]
     def __init__(self, stream: Any, outcome: StreamOutcome) -> None:
         super().__init__(stream)
         self._self_outcome = outcome
+        _track(outcome)
 
     def __del__(self) -> None:
         # The application dropped the stream: end the span and free the connection.

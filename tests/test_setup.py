@@ -94,3 +94,33 @@ def test_application_hooks_run_once_beside_ours_after_instrumenting_twice(
     assert span.attributes is not None
     assert span.attributes["bedrock.stream.completed"] is True
     assert "ended span" not in caplog.text
+
+
+def test_user_set_on_the_span_wins_over_the_callers_context(
+    bedrock: BedrockEmulator, clean_instrumentation: None
+) -> None:
+    """A user.id the application's own hook puts on the span beats identify()."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_bedrock.calls import describe
+
+    bedrock.reset()
+
+    def application_hook(span: Any, service: str, operation: str, params: Any) -> None:
+        span.set_attribute("user.id", "from-span")
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(otel_bedrock.BedrockSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    BotocoreInstrumentor().instrument(tracer_provider=provider, request_hook=application_hook)
+    setup.instrument_botocore(load_settings(api_key=TEST_KEY), tracer_provider=provider)
+
+    with otel_bedrock.identify("from-context"):
+        make_client(bedrock.endpoint_url).invoke_model(modelId=LLAMA, body=BODY)
+
+    [span] = spans.get_finished_spans()
+    call = describe(span)
+    assert call is not None
+    assert call.distinct_id == "from-span"

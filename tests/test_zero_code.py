@@ -174,3 +174,31 @@ def test_works_beside_another_distro_with_one_variable(
 
     assert done.returncode == 0, done.stderr
     assert sorted(completions(capture)) == sorted(OPERATIONS)
+
+
+HELD_STREAM = """
+import boto3
+
+client = boto3.client("bedrock-runtime", region_name="us-east-1")
+messages = [{"role": "user", "content": [{"text": "Eggs?"}]}]
+RESPONSE = client.converse_stream(modelId="amazon.nova-lite-v1:0", messages=messages)
+EVENTS = iter(RESPONSE["stream"])
+FIRST = next(EVENTS)
+"""
+
+
+def test_stream_still_held_at_exit_gives_its_event(
+    bedrock: BedrockEmulator, capture: CaptureEmulator, tmp_path: Path
+) -> None:
+    """A stream the program still holds, unfinished, when it exits is sent as incomplete."""
+    script = tmp_path / "held.py"
+    script.write_text(HELD_STREAM)
+
+    done = run(
+        bedrock, capture, [str(BIN / "opentelemetry-instrument"), sys.executable, str(script)]
+    )
+
+    assert done.returncode == 0, done.stderr
+    [event] = capture.events
+    assert event["properties"]["operation"] == "ConverseStream"
+    assert event["properties"]["stream_completed"] is False
