@@ -12,14 +12,17 @@ from otel_bedrock import __version__
 
 @click.group()
 @click.version_option(__version__, prog_name="otel-bedrock")
-@click.option("-v", "--verbose", is_flag=True, help="Log what the pipeline does, on stderr.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Log what otel-bedrock does, on stderr (never text)."
+)
 def main(verbose: bool) -> None:
     """Turn AWS Bedrock calls into PostHog events, through OpenTelemetry."""
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
+        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
+    if verbose:
+        # Ours only: botocore's DEBUG lines would print request and response bodies.
+        logging.getLogger("otel_bedrock").setLevel(logging.DEBUG)
 
 
 @main.command()

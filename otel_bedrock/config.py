@@ -93,7 +93,12 @@ class Settings(BaseSettings):
                 "this is a personal API key (phx_...); events need the project API key "
                 "(phc_...) from Project settings"
             )
-        if not value or any(c.isspace() for c in value):
+        if not value.startswith("phc_") or len(value) <= len("phc_"):
+            raise ValueError(
+                "not a PostHog project API key; copy the one starting with phc_ from the "
+                "project settings"
+            )
+        if any(c.isspace() for c in value):
             raise ValueError("a project API key is one word, such as phc_...")
 
         return value

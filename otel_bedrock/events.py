@@ -130,6 +130,11 @@ def _ai_generation_event(call: BedrockCall, cost: Cost | None) -> CaptureEvent:
     _put(props, "$ai_cache_read_input_tokens", counts.cache_read_tokens)
     _put(props, "$ai_cache_creation_input_tokens", counts.cache_write_tokens)
     _put(props, "$ai_stop_reason", call.stop_reason)
+    _put(props, "stream_completed", call.stream_completed)
+    if call.usage_status != "measured" and call.error is None:
+        props["usage_status"] = call.usage_status
+    if call.content_truncated:
+        props["content_truncated"] = True
     if cost is not None:
         props["cost_status"] = cost.status
     if cost is not None and cost.status == "priced":

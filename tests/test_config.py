@@ -55,6 +55,8 @@ def test_inference_profile_map_from_the_environment(monkeypatch: pytest.MonkeyPa
     ("variable", "value", "message"),
     [
         ("POSTHOG_API_KEY", "phx_personal", "personal API key"),
+        ("POSTHOG_API_KEY", "sk-ant-api03-abcdef", "not a PostHog project API key"),
+        ("POSTHOG_API_KEY", "phc_", "not a PostHog project API key"),
         ("POSTHOG_HOST", "eu.posthog.com", "must be a URL"),
         ("OTEL_BEDROCK_CAPTURE_CONTENT", "maybe", "OTEL_BEDROCK_CAPTURE_CONTENT='maybe'"),
         ("OTEL_BEDROCK_EVENT_SCHEMA", "json", "'bedrock', 'ai' or 'both'"),
