@@ -53,6 +53,7 @@ ERROR_CODE: Final = "bedrock.error.type"
 ERROR_MESSAGE: Final = "bedrock.error.message"
 ERROR_HTTP_STATUS: Final = "bedrock.error.http_status"
 PROMPT: Final = "bedrock.prompt"
+PROMPT_MESSAGES: Final = "bedrock.prompt.messages"
 GENERATION: Final = "bedrock.generation"
 CONTENT_TRUNCATED: Final = "bedrock.content_truncated"
 

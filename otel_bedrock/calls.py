@@ -9,6 +9,7 @@ configuration mode (where no processor of ours runs) and spans received over OTL
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class BedrockCall:
     request_id: str | None = None
     retry_attempts: int | None = None
     prompt: str | None = None
+    prompt_messages: tuple[dict[str, str], ...] | None = None
     generation: str | None = None
     content_truncated: bool = False
     service_tier: str | None = None
@@ -147,6 +149,7 @@ def describe(span: SpanData, profiles: Mapping[str, str] | None = None) -> Bedro
         request_id=_text(values.get(attr.AWS_REQUEST_ID)),
         retry_attempts=_retry_attempts(values),
         prompt=_text(values.get(attr.PROMPT)),
+        prompt_messages=_messages(values.get(attr.PROMPT_MESSAGES)),
         generation=_text(values.get(attr.GENERATION)),
         content_truncated=values.get(attr.CONTENT_TRUNCATED) is True,
         service_tier=_text(values.get(attr.SERVICE_TIER)),
@@ -271,6 +274,25 @@ def _last_exception(events: Sequence[Any]) -> Mapping[str, Any]:
             return event.attributes or {}
 
     return {}
+
+
+def _messages(value: Any) -> tuple[dict[str, str], ...] | None:
+    """The captured messages (a JSON list of role and content), if any and well formed."""
+    if not isinstance(value, str):
+        return None
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(decoded, list):
+        return None
+    messages = tuple(
+        {"role": str(item["role"]), "content": str(item["content"])}
+        for item in decoded
+        if isinstance(item, dict) and "role" in item and "content" in item
+    )
+
+    return messages or None
 
 
 def _text(value: Any) -> str | None:

@@ -141,7 +141,9 @@ def _ai_generation_event(call: BedrockCall, cost: Cost | None) -> CaptureEvent:
         props["$ai_input_cost_usd"] = cost.input_usd
         props["$ai_output_cost_usd"] = cost.output_usd
         props["$ai_total_cost_usd"] = cost.total_usd
-    if call.prompt is not None:
+    if call.prompt_messages is not None:
+        props["$ai_input"] = [dict(message) for message in call.prompt_messages]
+    elif call.prompt is not None:
         props["$ai_input"] = [{"role": "user", "content": call.prompt}]
     if call.generation is not None:
         props["$ai_output_choices"] = [{"role": "assistant", "content": call.generation}]

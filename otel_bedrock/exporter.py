@@ -144,7 +144,9 @@ def flush_all(timeout_millis: int = 30_000) -> bool:
 
 
 def _without_content(call: BedrockCall) -> BedrockCall:
-    if call.prompt is None and call.generation is None:
+    if call.prompt is None and call.generation is None and call.prompt_messages is None:
         return call
 
-    return dataclasses.replace(call, prompt=None, generation=None, content_truncated=False)
+    return dataclasses.replace(
+        call, prompt=None, prompt_messages=None, generation=None, content_truncated=False
+    )

@@ -21,7 +21,7 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.response import StreamingBody
@@ -33,6 +33,7 @@ from otel_bedrock import attributes as attr
 from otel_bedrock import families, usage
 from otel_bedrock._once import warn_once
 from otel_bedrock.config import Settings
+from otel_bedrock.content import clip_messages, prompt_messages
 from otel_bedrock.converse import ConverseStreamState, parse_converse
 from otel_bedrock.families import ResponseFacts
 from otel_bedrock.identity import current_distinct_id
@@ -85,7 +86,7 @@ class BedrockHooks:
             _hook_failed("identity", operation_name)
         if self._capture:
             try:
-                self._clip(values, attr.PROMPT, prompt_text(operation_name, api_params))
+                values.update(self._prompt_attributes(operation_name, api_params))
             except Exception:  # noqa: BLE001 - the request may not even be valid yet
                 _hook_failed("prompt", operation_name)
         if values:
@@ -190,6 +191,19 @@ class BedrockHooks:
             # Asynchronous streams (aiobotocore) are left to upstream.
             result[key] = ObservedStream(raw, outcome)
 
+    def _prompt_attributes(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        messages, truncated = clip_messages(prompt_messages(operation, params), self._max_chars)
+        if not messages:
+            return {}
+        values: dict[str, Any] = {
+            attr.PROMPT: "\n".join(message["content"] for message in messages),
+            attr.PROMPT_MESSAGES: json.dumps(messages),
+        }
+        if truncated:
+            values[attr.CONTENT_TRUNCATED] = True
+
+        return values
+
     def _clip(self, values: dict[str, Any], key: str, text: str | None) -> None:
         if text is None:
             return
@@ -244,46 +258,6 @@ def _end_failed_stream_call(span: Span) -> None:
             span.set_status(Status(StatusCode.ERROR, str(error)))
     finally:
         span.end()
-
-
-def prompt_text(operation: str, params: Mapping[str, Any]) -> str | None:
-    """The text the application sent, for content capture: system and message text only."""
-    if operation in ("Converse", "ConverseStream"):
-        return _joined(_texts(params.get("system")), _texts(params.get("messages")))
-    body = params.get("body")
-    if isinstance(body, bytes | bytearray):
-        body = bytes(body).decode("utf-8", "replace")
-    if not isinstance(body, str):
-        return None
-    try:
-        decoded = json.loads(body)
-    except ValueError:
-        return body
-    if not isinstance(decoded, dict):
-        return None
-    for key in ("prompt", "inputText", "message"):
-        if isinstance(decoded.get(key), str):
-            return str(decoded[key])
-
-    return _joined(_texts(decoded.get("system")), _texts(decoded.get("messages")))
-
-
-def _texts(value: Any) -> Iterable[str]:
-    """Every text in a system prompt or message list, in the shapes Bedrock models take."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list):
-        for item in value:
-            yield from _texts(item)
-    elif isinstance(value, dict):
-        if isinstance(value.get("text"), str):
-            yield value["text"]
-        elif "content" in value:
-            yield from _texts(value["content"])
-
-
-def _joined(*parts: Iterable[str]) -> str | None:
-    return "\n".join(text for part in parts for text in part) or None
 
 
 def _set_changed(span: Span, values: dict[str, Any]) -> None:

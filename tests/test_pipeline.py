@@ -391,3 +391,29 @@ def test_observed_stream_is_still_an_event_stream(pipeline: Any) -> None:
 
     assert isinstance(events, EventStream)
     list(events)
+
+
+def test_ai_schema_input_keeps_roles(make_pipeline: Any) -> None:
+    """With content capture, $ai_input lists the system prompt and turns with their roles."""
+    pipeline = make_pipeline(event_schema="ai", capture_content=True)
+    pipeline.bedrock.enqueue(stream(converse_stream_events()))
+    messages = [
+        {"role": "user", "content": [{"text": "Eggs?"}]},
+        {"role": "assistant", "content": [{"text": "Omelette."}]},
+        {"role": "user", "content": [{"text": "Quicker?"}]},
+    ]
+
+    list(
+        pipeline.client.converse_stream(
+            modelId=LLAMA, system=[{"text": "Be brief."}], messages=messages
+        )["stream"]
+    )
+
+    props = pipeline.only_event()["properties"]
+    assert props["$ai_input"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Eggs?"},
+        {"role": "assistant", "content": "Omelette."},
+        {"role": "user", "content": "Quicker?"},
+    ]
+    assert props["$ai_output_choices"] == [{"role": "assistant", "content": "Omlet"}]
