@@ -6,9 +6,16 @@ import gc
 import json
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.eventstream import EventStream
-from botocore.exceptions import ClientError, EndpointConnectionError, EventStreamError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    EventStreamError,
+    ReadTimeoutError,
+)
 from opentelemetry import baggage, context
 from posthog.contexts import identify_context, new_context
 
@@ -417,3 +424,27 @@ def test_ai_schema_input_keeps_roles(make_pipeline: Any) -> None:
         {"role": "user", "content": "Quicker?"},
     ]
     assert props["$ai_output_choices"] == [{"role": "assistant", "content": "Omlet"}]
+
+
+def test_read_timeout_gives_one_error_event(pipeline: Any) -> None:
+    """A call that times out waiting for Bedrock is one error event named after the timeout."""
+    slow = llama_reply()
+    slow.delay_seconds = 0.5
+    pipeline.bedrock.enqueue(slow)
+    client = boto3.client(
+        "bedrock-runtime",
+        endpoint_url=pipeline.bedrock.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(read_timeout=0.1, retries={"total_max_attempts": 1}),
+    )
+
+    with pytest.raises(ReadTimeoutError):
+        client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+
+    event = pipeline.only_event()
+    assert event["event"] == "bedrock_error"
+    assert event["properties"]["error_type"] == "ReadTimeoutError"
+    assert event["properties"]["retry_attempts"] == 0
+    assert "error_code" not in event["properties"]
