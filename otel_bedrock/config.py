@@ -36,45 +36,48 @@ ENV_NAMES = {
 }
 
 
+# Keyword names (code, configuration files) that differ from the field names.
+KEYWORD_FIELDS = {"api_key": "posthog_api_key", "host": "posthog_host"}
+
+
 class Settings(BaseSettings):
-    """All otel-bedrock settings. Build with :func:`load_settings` for friendly errors."""
+    """All otel-bedrock settings. Build with :func:`load_settings` for friendly errors.
+
+    Each field is read from its environment variable only; keywords are mapped to fields by
+    :func:`load_settings`, so that a service's own ``HOST`` or ``API_KEY`` variables are never
+    taken for ours.
+    """
 
     model_config = SettingsConfigDict(
-        extra="forbid", populate_by_name=True, frozen=True, env_ignore_empty=True
+        extra="forbid", frozen=True, env_ignore_empty=True, case_sensitive=True
     )
 
     posthog_api_key: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("api_key", "POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY"),
+        validation_alias=AliasChoices("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY"),
     )
-    posthog_host: str = Field(
-        default=DEFAULT_POSTHOG_HOST, validation_alias=AliasChoices("host", "POSTHOG_HOST")
-    )
+    posthog_host: str = Field(default=DEFAULT_POSTHOG_HOST, validation_alias="POSTHOG_HOST")
     capture_content: bool = Field(
         default=False,
-        validation_alias=AliasChoices("capture_content", "OTEL_BEDROCK_CAPTURE_CONTENT"),
+        validation_alias="OTEL_BEDROCK_CAPTURE_CONTENT",
     )
     genai_capture_content: bool = Field(
         default=False,
-        validation_alias=AliasChoices(
-            "genai_capture_content", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-        ),
+        validation_alias="OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
     )
     max_content_chars: int = Field(
         default=16_000,
         ge=0,
-        validation_alias=AliasChoices("max_content_chars", "OTEL_BEDROCK_MAX_CONTENT_CHARS"),
+        validation_alias="OTEL_BEDROCK_MAX_CONTENT_CHARS",
     )
     event_schema: EventSchema = Field(
         default="bedrock",
-        validation_alias=AliasChoices("event_schema", "OTEL_BEDROCK_EVENT_SCHEMA"),
+        validation_alias="OTEL_BEDROCK_EVENT_SCHEMA",
     )
-    prices_file: Path | None = Field(
-        default=None, validation_alias=AliasChoices("prices_file", "OTEL_BEDROCK_PRICES_FILE")
-    )
+    prices_file: Path | None = Field(default=None, validation_alias="OTEL_BEDROCK_PRICES_FILE")
     inference_profiles: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        validation_alias=AliasChoices("inference_profiles", "OTEL_BEDROCK_INFERENCE_PROFILES"),
+        validation_alias="OTEL_BEDROCK_INFERENCE_PROFILES",
     )
 
     @property
@@ -137,14 +140,26 @@ class Settings(BaseSettings):
 
 def _field_names() -> dict[str, str]:
     """Field name of every name a setting can be given by."""
-    names = {}
+    names = dict(KEYWORD_FIELDS)
     for field, info in Settings.model_fields.items():
         names[field] = field
         alias = info.validation_alias
-        for choice in getattr(alias, "choices", ()):
-            names[str(choice)] = field
+        for choice in getattr(alias, "choices", None) or [alias]:
+            if isinstance(choice, str):
+                names[choice] = field
 
     return names
+
+
+def _alias(field: str) -> str:
+    """The name a field is given by (its environment variable); unknown names pass through."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, str):
+        return alias
+    choices = getattr(alias, "choices", None)
+
+    return str(choices[0]) if choices else field
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -157,8 +172,9 @@ def load_settings(**overrides: Any) -> Settings:
         ConfigError: naming the first bad setting and its value.
     """
     given = {key: value for key, value in overrides.items() if value not in (None, "")}
+    by_alias = {_alias(KEYWORD_FIELDS.get(key, key)): value for key, value in given.items()}
     try:
-        return Settings(**given)
+        return Settings(**by_alias)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, given)) from None
     except SettingsError as exc:

@@ -99,3 +99,19 @@ def test_unknown_keyword_is_an_error() -> None:
     """A misspelt setting in code or a configuration file is reported, not ignored."""
     with pytest.raises(ConfigError, match="unknown setting 'capture_contents'"):
         load_settings(capture_contents=True)
+
+
+def test_a_services_own_short_variables_are_not_ours(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HOST, API_KEY or CAPTURE_CONTENT in a service's environment never reach our settings."""
+    monkeypatch.setenv("HOST", "127.0.0.1")
+    monkeypatch.setenv("API_KEY", "sk-not-posthog")
+    monkeypatch.setenv("CAPTURE_CONTENT", "true")
+    monkeypatch.setenv("posthog_host", "lowercase-is-not-ours")
+    monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
+    monkeypatch.delenv("POSTHOG_HOST", raising=False)
+
+    settings = load_settings()
+
+    assert settings.posthog_api_key is None
+    assert settings.posthog_host == "https://us.i.posthog.com"
+    assert settings.content_capture is False
