@@ -48,5 +48,17 @@ def replay(capture_content: bool, paths: tuple[str, ...]) -> None:
         click.echo(event.to_json())
 
 
+def _add_commands() -> None:
+    from otel_bedrock.dashboard import dashboard_command
+    from otel_bedrock.demo import demo_command
+    from otel_bedrock.report import report_command
+
+    for command in (demo_command, report_command, dashboard_command):
+        main.add_command(command)
+
+
+_add_commands()
+
+
 if __name__ == "__main__":
     main()

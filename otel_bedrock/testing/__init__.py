@@ -24,12 +24,14 @@ from otel_bedrock.testing.bedrock import (
     validation_error,
 )
 from otel_bedrock.testing.capture import CapturedEvent, CaptureEmulator, CaptureRequest
+from otel_bedrock.testing.posthog_api import PostHogApiEmulator
 
 __all__ = [
     "BedrockEmulator",
     "CaptureEmulator",
     "CaptureRequest",
     "CapturedEvent",
+    "PostHogApiEmulator",
     "RecordedRequest",
     "ScriptedResponse",
     "error_response",
