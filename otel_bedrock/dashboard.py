@@ -192,7 +192,8 @@ class PostHogApi:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Send one request and return its JSON answer; raise ``DashboardError`` on failure."""
         url = self.url(path)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        attempt = 1
+        while True:
             try:
                 response = self._session.request(method, url, json=body, timeout=TIMEOUT)
             except requests.RequestException as error:
@@ -200,16 +201,21 @@ class PostHogApi:
                     f"cannot reach PostHog at {self.host} ({type(error).__name__}); "
                     "check --host / POSTHOG_HOST and the network"
                 ) from error
-            status = response.status_code
-            if (status == 429 or status >= 500) and attempt < MAX_ATTEMPTS:
+            if attempt < MAX_ATTEMPTS and _retryable(method, response.status_code):
                 wait = _retry_wait(response.headers.get("Retry-After"), attempt)
-                logger.info("posthog_api_retry status=%s wait=%.1f", status, wait)
+                logger.warning("posthog_api_retry status=%s wait=%.1f", response.status_code, wait)
                 time.sleep(wait)
+                attempt += 1
                 continue
-            if status >= 400:
-                raise DashboardError(self._explain(status, method, path, response))
-            return response.json()
-        raise AssertionError("unreachable")  # pragma: no cover
+            if response.status_code >= 400:
+                raise DashboardError(self._explain(response.status_code, method, path, response))
+            try:
+                return response.json()
+            except ValueError as error:
+                raise DashboardError(
+                    f"{self.host} answered {method} {path} with something other than JSON; "
+                    "check --host / POSTHOG_HOST (the PostHog app's address)"
+                ) from error
 
     def pages(self, path: str) -> list[dict[str, Any]]:
         """Every item of a paginated list, following ``next`` links."""
@@ -243,6 +249,14 @@ class PostHogApi:
             )
 
         return f"PostHog answered {status} to {method} {path}: {detail}"
+
+
+def _retryable(method: str, status: int) -> bool:
+    """Whether to send again: rate limits always; server errors only when a repeat is harmless.
+
+    A POST that failed with a 5xx may still have created its object, so it is not repeated.
+    """
+    return status == 429 or (status >= 500 and method != "POST")
 
 
 def _retry_wait(header: str | None, attempt: int) -> float:
@@ -298,7 +312,8 @@ def sync_dashboard(api: PostHogApi, name: str) -> tuple[int, list[tuple[str, str
             api.call("POST", "insights/", {**body, "dashboards": [dashboard_id], "saved": True})
             report.append((f"insight {spec.name!r}", "created"))
         elif (
-            existing.get("query") == spec.query and existing.get("description") == spec.description
+            _holds(existing.get("query"), spec.query)
+            and existing.get("description") == spec.description
         ):
             report.append((f"insight {spec.name!r}", "unchanged"))
         else:
@@ -380,3 +395,19 @@ def dashboard_command(personal_api_key: str, project_id: str, host: str, name: s
     for item, outcome in report:
         click.echo(f"{outcome:9} {item}")
     click.echo(f"Dashboard: {api.host}/project/{project}/dashboard/{dashboard_id}")
+
+
+def _holds(stored: Any, wanted: Any) -> bool:
+    """Whether ``stored`` has every value of ``wanted``; keys PostHog added do not count."""
+    if isinstance(wanted, dict):
+        return isinstance(stored, dict) and all(
+            _holds(stored.get(key), value) for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(stored, list)
+            and len(stored) == len(wanted)
+            and all(_holds(got, value) for got, value in zip(stored, wanted, strict=True))
+        )
+
+    return bool(stored == wanted)

@@ -21,7 +21,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,8 +41,10 @@ from rich.table import Table
 
 import otel_bedrock
 from otel_bedrock import insights
-from otel_bedrock.config import DEFAULT_POSTHOG_HOST, Settings, load_settings
+from otel_bedrock.config import Settings, load_settings
 from otel_bedrock.errors import ConfigError
+from otel_bedrock.events import COMPLETION_EVENT, ERROR_EVENT
+from otel_bedrock.report import METRICS, format_money
 from otel_bedrock.store import default_event_store
 from otel_bedrock.testing import (
     BedrockEmulator,
@@ -53,6 +54,7 @@ from otel_bedrock.testing import (
     throttle,
     validation_error,
 )
+from otel_bedrock.testing._server import free_port
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ DEFAULT_APP = (
 MAX_ATTEMPTS = 2
 """boto3 attempts per call in the app (``AWS_MAX_ATTEMPTS``): one try and one retry."""
 
-EVENT_NAMES = ("bedrock_completion", "bedrock_error")
+EVENT_NAMES = (COMPLETION_EVENT, ERROR_EVENT)
 START_TIMEOUT = 30.0
 DELIVERY_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
@@ -138,15 +140,6 @@ def plan(count: int, user_count: int, seed: int) -> list[PlannedRequest]:
         planned.append(PlannedRequest(rng.choice(emails), ", ".join(picked), outcome))
 
     return planned
-
-
-def free_port() -> int:
-    """A loopback port that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-
-    return port
 
 
 def app_environment(
@@ -289,31 +282,23 @@ def run_requests(
     return tally
 
 
-def _money(value: float | None) -> str:
-    """Dollars with eight decimals (Llama 3.1 8B calls cost millionths of a dollar)."""
-    return "n/a" if value is None else f"${value:.8f}"
-
-
 def insights_table(result: insights.Insights, tally: Tally, received: int) -> Table:
-    """The tutorial's five insights, and what the demo sent."""
+    """The tutorial's five insights, shown as the report shows them, and what the demo sent."""
     table = Table(
         title="PostHog's Bedrock tutorial insights", caption="from the events PostHog received"
     )
     table.add_column("Insight")
     table.add_column("Value", justify="right")
-    elapsed = result.avg_response_time_ms
-    rate = result.error_rate
-    table.add_row("Generation count", str(result.generation_count))
-    table.add_row("Average cost per call", _money(result.avg_cost_per_call))
-    table.add_row("Average cost per user", _money(result.avg_cost_per_user))
-    table.add_row("Average response time", "n/a" if elapsed is None else f"{elapsed:.1f} ms")
-    table.add_row("Error rate", "n/a" if rate is None else f"{rate * 100:.1f} %", end_section=True)
+    for index, metric in enumerate(METRICS, start=1):
+        table.add_row(
+            metric.title, metric.text(metric.value(result)), end_section=index == len(METRICS)
+        )
     table.add_row("Requests sent", str(tally.sent))
     table.add_row("Requests succeeded", str(tally.succeeded))
     table.add_row("Requests failed", str(tally.failed))
     table.add_row("Events received", str(received))
     table.add_row("Users", str(result.users))
-    table.add_row("Total cost", _money(result.total_cost))
+    table.add_row("Total cost", format_money(result.total_cost))
 
     return table
 
@@ -332,9 +317,8 @@ def forward(events: Sequence[CapturedEvent], settings: Settings) -> int:
         logger.error("posthog_forward_failed count=%s error=%s", len(batch), error)
         failed.append(len(batch))
 
-    assert settings.posthog_api_key is not None
     client = Posthog(
-        settings.posthog_api_key,
+        str(settings.posthog_api_key),
         host=settings.posthog_host,
         gzip=True,
         on_error=on_error,
@@ -348,24 +332,19 @@ def forward(events: Sequence[CapturedEvent], settings: Settings) -> int:
             timestamp=event["timestamp"],
             uuid=event["uuid"],
         )
-    client.flush()
     client.shutdown()
 
     return sum(failed)
 
 
 def _forward_settings() -> Settings | None:
-    """The PostHog project to copy the events to, when ``POSTHOG_API_KEY`` is set."""
-    api_key = os.environ.get("POSTHOG_API_KEY")
-    if not api_key:
-        return None
-    host = os.environ.get("POSTHOG_HOST") or DEFAULT_POSTHOG_HOST
+    """The PostHog project to copy the events to, when the environment names one."""
     try:
-        settings = load_settings(api_key=api_key, host=host)
+        settings = load_settings()
     except ConfigError as error:
         raise click.ClickException(str(error)) from error
 
-    return settings
+    return settings if settings.posthog_api_key else None
 
 
 def _check_app(app: Path) -> None:
@@ -425,7 +404,12 @@ def demo_command(app_path: Path, request_count: int, user_count: int, seed: int)
     store.parent.mkdir(parents=True, exist_ok=True)
     console.print(f"Events PostHog receives are also kept in [bold]{store}[/bold]")
 
-    events, tally, app_log = _drive(console, app_path, store, plan(request_count, user_count, seed))
+    planned = plan(request_count, user_count, seed)
+    with _sigterm_as_exit():
+        try:
+            events, tally, app_log = _drive(console, app_path, store, planned)
+        except AppStopped as stopped:
+            raise click.ClickException(f"{stopped}; its last lines:\n{stopped.log}") from None
 
     console.print(insights_table(insights.compute(events), tally, len(events)))
     elapsed = time.monotonic() - started
@@ -459,7 +443,10 @@ def _drive(
         starting = progress.add_task("Starting the recipe app", total=1)
         with recipe_app(app_path, app_environment(bedrock, capture, port), base_url) as running:
             progress.advance(starting)
-            tally = run_requests(progress, bedrock, base_url, planned)
+            try:
+                tally = run_requests(progress, bedrock, base_url, planned)
+            except OSError as error:
+                raise AppStopped(f"the recipe app stopped answering ({error})", running) from error
             delivery = progress.add_task("Waiting for PostHog events", total=len(planned))
             deadline = time.monotonic() + DELIVERY_TIMEOUT
             while not capture.wait_for(len(planned), 0.1) and time.monotonic() < deadline:
@@ -470,6 +457,37 @@ def _drive(
         progress.update(delivery, completed=len(events))
 
     return events, tally, running.log
+
+
+class AppStopped(Exception):
+    """The recipe app stopped answering in the middle of the run."""
+
+    def __init__(self, message: str, running: RunningApp) -> None:
+        super().__init__(message)
+        self.running = running
+
+    @property
+    def log(self) -> str:
+        """The app's last output lines (known once it was stopped)."""
+        return self.running.log
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Let SIGTERM unwind like Ctrl-C, so the recipe app and emulators are stopped too."""
+
+    def leave(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, leave)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _report_forward(console: Console, events: Sequence[CapturedEvent], settings: Settings) -> None:

@@ -9,6 +9,7 @@ shows in PostHog for the same events.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -54,12 +55,12 @@ def compute(events: Iterable[Mapping[str, Any]]) -> Insights:
         completions += 1
         users.add(str(event.get("distinct_id")))
         props = event.get("properties") or {}
-        cost = props.get("total_cost_in_dollars")
-        if isinstance(cost, int | float) and not isinstance(cost, bool):
-            costs.append(float(cost))
-        elapsed = props.get("response_time_in_ms")
-        if isinstance(elapsed, int | float) and not isinstance(elapsed, bool):
-            times.append(float(elapsed))
+        cost = _number(props.get("total_cost_in_dollars"))
+        if cost is not None:
+            costs.append(cost)
+        elapsed = _number(props.get("response_time_in_ms"))
+        if elapsed is not None:
+            times.append(elapsed)
     total_cost = sum(costs)
     calls = completions + errors
 
@@ -73,6 +74,14 @@ def compute(events: Iterable[Mapping[str, Any]]) -> Insights:
         avg_response_time_ms=sum(times) / len(times) if times else None,
         error_rate=errors / calls if calls else None,
     )
+
+
+def _number(value: Any) -> float | None:
+    """A finite number, or None (booleans, text and NaN are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+
+    return float(value) if math.isfinite(value) else None
 
 
 def daily(events: Iterable[Mapping[str, Any]]) -> list[tuple[date, Insights]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import socket
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from otel_bedrock.exporter import PostHogSpanExporter
 from otel_bedrock.processor import BedrockSpanProcessor
 from otel_bedrock.setup import instrument_botocore
 from otel_bedrock.testing import BedrockEmulator, CaptureEmulator
+from otel_bedrock.testing._server import free_port
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _call(bedrock: BedrockEmulator, exchange: Mapping[str, Any]) -> None:
         retries["total_max_attempts"] = len(exchange.get("responses") or [0])
     endpoint = bedrock.endpoint_url
     if behaviour.get("transport") == "refused":
-        endpoint = f"http://127.0.0.1:{_closed_port()}"
+        endpoint = f"http://127.0.0.1:{free_port()}"
     else:
         bedrock.load_exchange(exchange)
     client = boto3.client(
@@ -224,12 +224,3 @@ def _binary_fields(value: Any, parent: str | None = None) -> Any:
         return base64.b64decode(value)
 
     return value
-
-
-def _closed_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-
-    return port

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from otel_bedrock.exporter import PostHogSpanExporter
 from otel_bedrock.processor import BedrockSpanProcessor
 from otel_bedrock.setup import instrument_botocore
 from otel_bedrock.testing import BedrockEmulator, CapturedEvent, CaptureEmulator
+from otel_bedrock.testing._server import free_port
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TEST_KEY = "phc_test"
@@ -116,10 +116,7 @@ def make_client(endpoint_url: str, total_attempts: int = 1) -> Any:
 @pytest.fixture
 def unused_port() -> int:
     """A loopback port where nothing listens."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return free_port()
 
 
 @pytest.fixture

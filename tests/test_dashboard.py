@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -354,3 +355,29 @@ def test_stand_in_rejects_unknown_dashboard_ids(api: PostHogApiEmulator) -> None
 
     assert response.status_code == 400
     assert response.json()["detail"] == 'Invalid pk "99" - object does not exist.'
+
+
+def test_a_failed_post_is_not_sent_twice() -> None:
+    """A POST that got a server error may have created its object: only rate limits repeat it."""
+    from otel_bedrock.dashboard import _retryable
+
+    assert _retryable("POST", 502) is False
+    assert _retryable("POST", 429) is True
+    assert _retryable("GET", 503) is True
+    assert _retryable("PATCH", 500) is True
+    assert _retryable("GET", 404) is False
+
+
+def test_defaults_posthog_adds_to_a_stored_query_do_not_count_as_drift() -> None:
+    """A stored query holding our fields plus PostHog's own defaults is unchanged."""
+    from otel_bedrock.dashboard import _holds, tutorial_insights
+
+    wanted = tutorial_insights()[0].query
+    stored = json.loads(json.dumps(wanted))
+    stored["version"] = 2
+    stored["source"]["filterTestAccounts"] = False
+    changed = json.loads(json.dumps(wanted))
+    changed["source"]["interval"] = "week"
+
+    assert _holds(stored, wanted) is True
+    assert _holds(changed, wanted) is False

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import pytest
 
+from otel_bedrock import demo
 from otel_bedrock.testing import (
     BedrockEmulator,
     CapturedEvent,
@@ -29,6 +30,7 @@ from otel_bedrock.testing import (
     throttle,
     validation_error,
 )
+from otel_bedrock.testing._server import free_port
 from otel_bedrock.testing.bedrock import REPLY_TEXT, REPLY_TOKENS
 from tests.conftest import TEST_KEY
 
@@ -38,14 +40,6 @@ BIN = Path(sys.executable).parent
 MODEL = "meta.llama3-1-8b-instruct-v1:0"
 PRICE = 0.22e-6  # Llama 3.1 8B Instruct, dollars per input and per output token
 ATTEMPTS = 2  # AWS_MAX_ATTEMPTS given to the app
-
-
-def free_port() -> int:
-    """A loopback port where nothing listens."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture(scope="module")
@@ -65,22 +59,29 @@ def app_url(bedrock: BedrockEmulator, capture: CaptureEmulator) -> Iterator[str]
         PORT=str(port),
     )
     argv = [str(BIN / "opentelemetry-instrument"), sys.executable, str(APP)]
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            try:
-                with urllib.request.urlopen(url + "/", timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the recipe app did not start"
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
+    # The app's output goes to a file: a pipe nobody reads could fill up and stall the app.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, _tail(log)
+                try:
+                    with urllib.request.urlopen(url + "/", timeout=1):
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline, "the recipe app did not start"
+                    time.sleep(0.05)
+            yield url
+        finally:
+            demo.stop(process)
+
+
+def _tail(log: Any) -> str:
+    """The last output of the app."""
+    log.seek(0)
+    return str(log.read()[-2000:].decode("utf-8", "replace"))
 
 
 def post(url: str, ingredients: str, email: str) -> tuple[int, dict[str, Any]]:

@@ -242,3 +242,12 @@ class EmulatorBase:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on right now (another process may take it later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+
+    return port
