@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from otel_bedrock.errors import ConfigError
+from otel_bedrock.store import data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,12 @@ ENV_NAMES = {
     "event_schema": "OTEL_BEDROCK_EVENT_SCHEMA",
     "prices_file": "OTEL_BEDROCK_PRICES_FILE",
     "inference_profiles": "OTEL_BEDROCK_INFERENCE_PROFILES",
+    "spool": "OTEL_BEDROCK_SPOOL_PATH",
+    "spool_max_mb": "OTEL_BEDROCK_SPOOL_MAX_MB",
+    "spool_max_age_hours": "OTEL_BEDROCK_SPOOL_MAX_AGE_HOURS",
+    "max_queue": "OTEL_BEDROCK_MAX_QUEUE",
+    "shutdown_timeout": "OTEL_BEDROCK_SHUTDOWN_TIMEOUT",
+    "verify_key": "OTEL_BEDROCK_VERIFY_KEY",
 }
 
 
@@ -75,6 +82,16 @@ class Settings(BaseSettings):
         validation_alias="OTEL_BEDROCK_EVENT_SCHEMA",
     )
     prices_file: Path | None = Field(default=None, validation_alias="OTEL_BEDROCK_PRICES_FILE")
+    spool: str | None = Field(default=None, validation_alias="OTEL_BEDROCK_SPOOL_PATH")
+    spool_max_mb: float = Field(default=100.0, gt=0, validation_alias="OTEL_BEDROCK_SPOOL_MAX_MB")
+    spool_max_age_hours: float = Field(
+        default=72.0, gt=0, validation_alias="OTEL_BEDROCK_SPOOL_MAX_AGE_HOURS"
+    )
+    max_queue: int = Field(default=10_000, ge=1, validation_alias="OTEL_BEDROCK_MAX_QUEUE")
+    shutdown_timeout: float = Field(
+        default=5.0, ge=0, validation_alias="OTEL_BEDROCK_SHUTDOWN_TIMEOUT"
+    )
+    verify_key: bool = Field(default=False, validation_alias="OTEL_BEDROCK_VERIFY_KEY")
     inference_profiles: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         validation_alias="OTEL_BEDROCK_INFERENCE_PROFILES",
@@ -84,6 +101,16 @@ class Settings(BaseSettings):
     def content_capture(self) -> bool:
         """True when prompt and generation text may leave the process."""
         return self.capture_content or self.genai_capture_content
+
+    @property
+    def spool_path(self) -> Path | None:
+        """The spool file, or None when the spool is switched off (``off``)."""
+        if self.spool is None:
+            return data_dir() / "spool.sqlite3"
+        if self.spool.strip().lower() in ("off", "none", "false", "0"):
+            return None
+
+        return Path(self.spool).expanduser()
 
     @field_validator("posthog_api_key")
     @classmethod

@@ -24,6 +24,7 @@ from otel_bedrock.config import Settings, load_settings
 from otel_bedrock.delivery import PostHogDelivery
 from otel_bedrock.errors import ConfigError
 from otel_bedrock.events import CaptureEvent, to_events
+from otel_bedrock.keycheck import check_project_key
 from otel_bedrock.pricing import UNPRICED, Cost, PriceBook
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class PostHogSpanExporter(SpanExporter):
                 "otel-bedrock configuration: POSTHOG_API_KEY is not set; give the PostHog "
                 "project API key (phc_...) in the environment or as api_key"
             )
+        if self.settings.verify_key and key is not None:
+            check_project_key(key, self.settings.posthog_host)
         self._prices = PriceBook(self.settings.prices_file)
         self._profiles = dict(self.settings.inference_profiles)
         self.delivery = delivery or PostHogDelivery(str(key), self.settings.posthog_host)

@@ -16,6 +16,9 @@ Endpoints, as posthog-python and PostHog use them:
 - ``/i/v0/e/``, ``/e/``, ``/capture/``, ``/track/``: one event carrying its own ``api_key``
   (or ``token``), or a ``batch`` object as above.
 
+- ``/flags``: 200 with no flags for an accepted project key, 401 otherwise, as PostHog answers
+  it; used to check a key at start.
+
 Bodies may be gzip or zlib (``deflate``) compressed, announced by ``Content-Encoding``; other
 encodings (zstd, br) get 415. Answers follow PostHog: 200 ``{"status": "Ok"}``; 400 for
 unreadable JSON, an empty batch or an event without ``event`` or ``distinct_id``; 401 for a
@@ -229,6 +232,9 @@ class _CaptureHandler(QuietHandler):
         encoding = encoding or parse_qs(url.query).get("compression", [""])[0].lower()
         body = self.read_body()
         events: list[Any] = []
+        if path == "/flags":
+            self._answer_flags(emulator, body)
+            return
         try:
             if path not in _BATCH_PATHS and path not in _SINGLE_PATHS:
                 raise _Reject(404, "not_found", "not_found", f"no capture endpoint at {path}")
@@ -246,6 +252,26 @@ class _CaptureHandler(QuietHandler):
             self._answer(200, {"results": results}, {})
         else:
             self._answer(200, {"status": "Ok"}, {})
+
+    def _answer_flags(self, emulator: CaptureEmulator, body: bytes) -> None:
+        """Answer ``/flags`` as PostHog does for a project key: no flags, or 401."""
+        try:
+            document = json.loads(body or b"{}")
+        except ValueError:
+            document = {}
+        key = (
+            document.get("api_key") or document.get("token") if isinstance(document, dict) else None
+        )
+        known = emulator.accepted_keys is None or key in emulator.accepted_keys
+        if not isinstance(key, str) or not key.startswith("phc_") or not known:
+            detail = "Project API key invalid. You can find your project API key in PostHog."
+            self._answer(
+                401,
+                {"type": "authentication_error", "code": "invalid_api_key", "detail": detail},
+                {},
+            )
+            return
+        self._answer(200, {"flags": {}, "errorsWhileComputingFlags": False}, {})
 
     def do_GET(self) -> None:
         """Answer 404: the emulator serves no flags, config or decide endpoints."""
