@@ -50,10 +50,11 @@ def replay(capture_content: bool, paths: tuple[str, ...]) -> None:
 
 def _add_commands() -> None:
     from otel_bedrock.dashboard import dashboard_command
+    from otel_bedrock.delivery_cli import spool_command
     from otel_bedrock.demo import demo_command
     from otel_bedrock.report import report_command
 
-    for command in (demo_command, report_command, dashboard_command):
+    for command in (demo_command, report_command, dashboard_command, spool_command):
         main.add_command(command)
 
 

@@ -8,6 +8,7 @@ setting and the value.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -104,9 +105,14 @@ class Settings(BaseSettings):
 
     @property
     def spool_path(self) -> Path | None:
-        """The spool file, or None when the spool is switched off (``off``)."""
+        """The spool file, or None when the spool is switched off (``off``).
+
+        By default one file per PostHog project and host in the data folder, so that
+        services sending to different projects never deliver each other's events.
+        """
         if self.spool is None:
-            return data_dir() / "spool.sqlite3"
+            project = f"{self.posthog_host}|{self.posthog_api_key}".encode()
+            return data_dir() / f"spool-{hashlib.sha256(project).hexdigest()[:12]}.sqlite3"
         if self.spool.strip().lower() in ("off", "none", "false", "0"):
             return None
 

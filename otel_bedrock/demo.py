@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -42,8 +43,9 @@ from rich.table import Table
 import otel_bedrock
 from otel_bedrock import insights
 from otel_bedrock.config import Settings, load_settings
+from otel_bedrock.delivery import PostHogDelivery
 from otel_bedrock.errors import ConfigError
-from otel_bedrock.events import COMPLETION_EVENT, ERROR_EVENT
+from otel_bedrock.events import COMPLETION_EVENT, ERROR_EVENT, CaptureEvent
 from otel_bedrock.report import METRICS, format_money
 from otel_bedrock.store import default_event_store
 from otel_bedrock.testing import (
@@ -304,37 +306,29 @@ def insights_table(result: insights.Insights, tally: Tally, received: int) -> Ta
 
 
 def forward(events: Sequence[CapturedEvent], settings: Settings) -> int:
-    """Send ``events`` to the PostHog project of ``settings``, unchanged; how many failed.
+    """Send ``events`` unchanged (same uuids) to the PostHog project of ``settings``.
 
     Returns:
-        The number of events in batches PostHog did not accept.
+        How many events were not delivered.
     """
-    from posthog import Posthog
-
-    failed: list[int] = []
-
-    def on_error(error: Exception, batch: list[dict[str, Any]]) -> None:
-        logger.error("posthog_forward_failed count=%s error=%s", len(batch), error)
-        failed.append(len(batch))
-
-    client = Posthog(
-        str(settings.posthog_api_key),
-        host=settings.posthog_host,
-        gzip=True,
-        on_error=on_error,
-        enable_local_evaluation=False,
+    delivery = PostHogDelivery(
+        str(settings.posthog_api_key), settings.posthog_host, shutdown_timeout=0
     )
     for event in events:
-        client.capture(
-            event["event"],
-            distinct_id=event["distinct_id"],
-            properties=event["properties"],
-            timestamp=event["timestamp"],
-            uuid=event["uuid"],
+        delivery.send(
+            CaptureEvent(
+                event=event["event"],
+                distinct_id=str(event["distinct_id"]),
+                properties=dict(event["properties"]),
+                uuid=str(event["uuid"]),
+                timestamp=datetime.fromisoformat(str(event["timestamp"])),
+            )
         )
-    client.shutdown()
+    delivery.flush(30.0)
+    delivery.shutdown()
+    counters = delivery.counters.snapshot()
 
-    return sum(failed)
+    return len(events) - counters["sent"]
 
 
 def _forward_settings() -> Settings | None:

@@ -60,7 +60,7 @@ class PostHogSpanExporter(SpanExporter):
             check_project_key(key, self.settings.posthog_host)
         self._prices = PriceBook(self.settings.prices_file)
         self._profiles = dict(self.settings.inference_profiles)
-        self.delivery = delivery or PostHogDelivery(str(key), self.settings.posthog_host)
+        self.delivery = delivery or _delivery(str(key), self.settings)
         self.created = time.monotonic()
         _live_exporters.add(self)
         logger.info(
@@ -131,6 +131,19 @@ class PostHogSpanExporter(SpanExporter):
     def shutdown(self) -> None:
         """Send what is queued and stop delivery."""
         self.delivery.shutdown()
+
+
+def _delivery(api_key: str, settings: Settings) -> PostHogDelivery:
+    """Delivery to PostHog as the settings ask: queue, spool and shutdown budget."""
+    return PostHogDelivery(
+        api_key,
+        settings.posthog_host,
+        spool_path=settings.spool_path,
+        max_queue=settings.max_queue,
+        shutdown_timeout=settings.shutdown_timeout,
+        spool_max_bytes=int(settings.spool_max_mb * 1024 * 1024),
+        spool_max_age_seconds=settings.spool_max_age_hours * 3600,
+    )
 
 
 _live_exporters: weakref.WeakSet[PostHogSpanExporter] = weakref.WeakSet()

@@ -57,6 +57,22 @@ def load_exchange(path: Path) -> dict[str, Any]:
     return loaded
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Spools and event stores of this test run, apart from the user's own data folder.
+
+    Set in the environment, so that programs the tests start use it too.
+    """
+    folder = tmp_path_factory.mktemp("otel-bedrock-data")
+    previous = os.environ.get("OTEL_BEDROCK_DATA_DIR")
+    os.environ["OTEL_BEDROCK_DATA_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["OTEL_BEDROCK_DATA_DIR"]
+    else:
+        os.environ["OTEL_BEDROCK_DATA_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def bedrock() -> Iterator[BedrockEmulator]:
     """A Bedrock Runtime emulator shared by the session; reset before each use."""

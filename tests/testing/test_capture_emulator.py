@@ -220,9 +220,18 @@ def test_v1_endpoint_uses_bearer_key_and_answers_results(emu: CaptureEmulator) -
 
 def test_unknown_path_gets_404(emu: CaptureEmulator) -> None:
     """A path that is not a capture endpoint is answered 404."""
-    status, _, _ = post(emu, "/flags/?v=4", {"api_key": KEY})
+    status, _, _ = post(emu, "/decide/?v=3", {"api_key": KEY})
 
     assert status == 404
+
+
+def test_flags_checks_the_project_key() -> None:
+    """/flags answers 200 for the accepted project key and 401 for any other, as PostHog does."""
+    with CaptureEmulator(accepted_keys={KEY}) as emu:
+        ok, _, _ = post(emu, "/flags/?v=2", {"api_key": KEY, "distinct_id": "x"})
+        refused, _, _ = post(emu, "/flags/?v=2", {"api_key": "phc_other", "distinct_id": "x"})
+
+    assert (ok, refused) == (200, 401)
 
 
 def test_wait_for_times_out(emu: CaptureEmulator) -> None:

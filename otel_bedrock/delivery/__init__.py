@@ -1,0 +1,143 @@
+"""Delivery of events to PostHog that loses nothing quietly.
+
+:class:`PostHogDelivery` is the public face; the machinery lives in private modules:
+
+- ``_engine``: the bounded memory queue, the worker thread, backoff, flush, shutdown, fork;
+- :mod:`~otel_bedrock.delivery.spool`: the SQLite spool shared by processes and restarts;
+- :mod:`~otel_bedrock.delivery.transport`: one batch to PostHog and what its answer means;
+- ``_counters``: :class:`DeliveryCounters`, the periodic log line and OpenTelemetry metrics.
+
+For a serverless handler, deliver before the runtime freezes with one line at the end of the
+handler: ``otel_bedrock.flush()``.
+
+Known limit: events still in the memory queue (at most ``flush_interval`` old, or waiting
+behind an ongoing attempt) are lost when the process is killed with SIGKILL; events of a
+failed attempt are already in the spool.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from otel_bedrock.delivery._counters import DeliveryCounters, observe
+from otel_bedrock.delivery._engine import Engine
+from otel_bedrock.delivery.spool import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_BYTES, Spool
+from otel_bedrock.delivery.transport import DEFAULT_MAX_EVENT_BYTES, Transport
+from otel_bedrock.events import CaptureEvent
+
+__all__ = ["DeliveryCounters", "PostHogDelivery"]
+
+logger = logging.getLogger(__name__)
+
+
+class PostHogDelivery:
+    """Sends events to one PostHog project, through a memory queue and an optional disk spool.
+
+    ``send`` is called on the span processor's export thread and never waits for the network;
+    one daemon worker thread per process does the HTTP. ``flush`` and ``shutdown`` may be
+    called from any thread. After ``fork()`` the child starts with an empty queue and zero
+    counters, and shares the spool with its parent.
+
+    When a spool is configured, an interpreter-exit handler copies what memory still holds to
+    the spool (keeping it queued), for processes whose tracer provider is never shut down;
+    ``shutdown`` later deletes each copy as its event is delivered.
+
+    Args:
+        api_key: The PostHog project API key.
+        host: PostHog's ingestion host.
+        spool_path: The SQLite spool file; None keeps everything in memory only.
+        max_queue: Events held in memory before new ones go to the spool.
+        batch_size: Events per request.
+        flush_interval: Seconds a partial batch waits for more events.
+        timeout: Seconds to wait for each HTTP answer.
+        base_backoff: First wait after a failed attempt; it doubles per failure.
+        max_backoff: Longest wait between attempts (unless PostHog's ``Retry-After`` asks more).
+        shutdown_timeout: Seconds ``shutdown`` tries to deliver before spooling the rest.
+        spool_max_bytes: Size bound of the spool.
+        spool_max_age_seconds: Age bound of the spool's rows.
+        max_event_bytes: Serialised size above which content fields are truncated.
+        lease_seconds: How long a claim on spooled rows lasts; by default 4 × timeout + 10 s.
+        spool_poll_interval: Seconds between looks at the spool for rows of other processes.
+        log_interval: Least seconds between two ``posthog_delivery`` counter log lines.
+
+    Raises:
+        ValueError: when a numeric option is out of range.
+        sqlite3.Error: when the spool file cannot be opened.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str,
+        *,
+        spool_path: str | Path | None = None,
+        max_queue: int = 10_000,
+        batch_size: int = 100,
+        flush_interval: float = 0.5,
+        timeout: float = 15.0,
+        base_backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        shutdown_timeout: float = 5.0,
+        spool_max_bytes: int = DEFAULT_MAX_BYTES,
+        spool_max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        lease_seconds: float | None = None,
+        spool_poll_interval: float = 5.0,
+        log_interval: float = 60.0,
+    ) -> None:
+        for name, value in (
+            ("max_queue", max_queue),
+            ("batch_size", batch_size),
+            ("flush_interval", flush_interval),
+            ("timeout", timeout),
+            ("base_backoff", base_backoff),
+            ("max_backoff", max_backoff),
+            ("max_event_bytes", max_event_bytes),
+            ("spool_poll_interval", spool_poll_interval),
+            ("log_interval", log_interval),
+        ):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if shutdown_timeout < 0:
+            raise ValueError(f"shutdown_timeout must not be negative, got {shutdown_timeout}")
+        self.host = host
+        self.shutdown_timeout = shutdown_timeout
+        self.counters = DeliveryCounters()
+        self.spool = (
+            None
+            if spool_path is None
+            else Spool(spool_path, max_bytes=spool_max_bytes, max_age_seconds=spool_max_age_seconds)
+        )
+        transport = Transport(api_key, host, timeout=timeout, max_event_bytes=max_event_bytes)
+        self._engine = Engine(
+            transport,
+            self.spool,
+            self.counters,
+            max_queue=max_queue,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            base_backoff=base_backoff,
+            max_backoff=max_backoff,
+            lease_seconds=4 * timeout + 10 if lease_seconds is None else lease_seconds,
+            spool_poll_interval=spool_poll_interval,
+            log_interval=log_interval,
+        )
+        observe(self.counters)
+        logger.debug("posthog_delivery_ready host=%s spool=%s", host, spool_path)
+
+    def send(self, event: CaptureEvent) -> None:
+        """Queue one event for delivery (export thread; never blocks on the network)."""
+        self._engine.send(event)
+
+    def flush(self, timeout_seconds: float = 10.0) -> bool:
+        """Deliver what memory holds, and what the spool holds, within ``timeout_seconds``.
+
+        Returns:
+            True when everything was delivered in time; False otherwise (events wait).
+        """
+        return self._engine.flush(timeout_seconds)
+
+    def shutdown(self) -> None:
+        """Flush for ``shutdown_timeout``, spool what is left, log the counters, stop."""
+        self._engine.shutdown(self.shutdown_timeout)

@@ -1,0 +1,115 @@
+"""Delivery counters, their periodic log line and their OpenTelemetry metrics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Iterable
+
+from opentelemetry import metrics
+
+logger = logging.getLogger("otel_bedrock.delivery")
+
+OUTCOMES = ("sent", "retried", "spooled", "evicted", "dropped")
+
+
+class DeliveryCounters:
+    """Events by outcome since the delivery started (or since ``fork()`` in a child).
+
+    - ``sent``: accepted by PostHog.
+    - ``retried``: an attempt failed (5xx, 429, 401, network); counted once per failed attempt.
+    - ``spooled``: written to the spool because the memory queue was full or at shutdown.
+    - ``evicted``: removed from the spool by its size or age bound, never sent.
+    - ``dropped``: lost: refused by PostHog for good, too large, or with nowhere to go.
+
+    Thread-safe: read and incremented from any thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(OUTCOMES, 0)
+
+    def reset_after_fork(self) -> None:
+        """Start from zero with a new lock (in a forked child: the parent counts its own)."""
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(OUTCOMES, 0)
+
+    def add(self, outcome: str, count: int = 1) -> None:
+        """Add ``count`` events to an outcome."""
+        if count:
+            with self._lock:
+                self._values[outcome] += count
+
+    def snapshot(self) -> dict[str, int]:
+        """The current values, by outcome."""
+        with self._lock:
+            return dict(self._values)
+
+    @property
+    def sent(self) -> int:
+        """Events PostHog accepted."""
+        return self._values["sent"]
+
+    @property
+    def retried(self) -> int:
+        """Events whose attempt failed and that wait for another."""
+        return self._values["retried"]
+
+    @property
+    def spooled(self) -> int:
+        """Events written to the spool from memory (queue full, shutdown)."""
+        return self._values["spooled"]
+
+    @property
+    def evicted(self) -> int:
+        """Events the spool's bounds removed."""
+        return self._values["evicted"]
+
+    @property
+    def dropped(self) -> int:
+        """Events lost."""
+        return self._values["dropped"]
+
+    def __repr__(self) -> str:
+        return f"DeliveryCounters({format_counters(self.snapshot())})"
+
+
+def format_counters(values: dict[str, int]) -> str:
+    """``sent=.. retried=.. spooled=.. evicted=.. dropped=..``."""
+    return " ".join(f"{name}={values[name]}" for name in OUTCOMES)
+
+
+_live: weakref.WeakSet[DeliveryCounters] = weakref.WeakSet()
+_instrument_lock = threading.Lock()
+_instrumented = False
+
+
+def _observe(_options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+    totals = dict.fromkeys(OUTCOMES, 0)
+    for counters in list(_live):
+        for name, value in counters.snapshot().items():
+            totals[name] += value
+    for name, value in totals.items():
+        yield metrics.Observation(value, {"outcome": name})
+
+
+def observe(counters: DeliveryCounters) -> None:
+    """Report ``counters`` as ``otel_bedrock.delivery.events{outcome}`` when metrics are on.
+
+    One observable counter per process sums every live delivery. Without a meter provider the
+    API's no-op (or proxy) meter makes this free.
+    """
+    global _instrumented
+    _live.add(counters)
+    with _instrument_lock:
+        if _instrumented:
+            return
+        _instrumented = True
+    meter = metrics.get_meter("otel_bedrock.delivery")
+    meter.create_observable_counter(
+        "otel_bedrock.delivery.events",
+        callbacks=[_observe],
+        unit="{event}",
+        description="PostHog events by delivery outcome",
+    )

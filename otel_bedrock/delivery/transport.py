@@ -1,0 +1,279 @@
+"""One batch to PostHog: the wire format, the size limit, and what each answer means.
+
+:func:`to_wire` turns a :class:`CaptureEvent` into the JSON object PostHog's batch API takes.
+:class:`Transport` posts a batch with ``posthog.request.batch_post`` (gzip) and sorts its
+events into sent, dropped and to-retry:
+
+- 200: sent.
+- 400: the batch is split in halves until the rejected events are alone; those are dropped.
+- 413: the batch is split in halves; a single event has its content fields truncated and is
+  sent again, and is dropped only when it is still refused.
+- 401: nothing is sent; the events wait (a fixed key and a restart deliver them).
+- 5xx, 429, any other status, network errors and timeouts: the events wait, and the server's
+  ``Retry-After`` is kept.
+
+Events larger than ``max_event_bytes`` are truncated before sending, because PostHog refuses
+events over about 1 MB and posthog-python drops them without a word.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from posthog.request import APIError, batch_post
+
+logger = logging.getLogger(__name__)
+
+LIB_NAME = "otel-bedrock"
+CONTENT_FIELDS = ("prompt", "generation", "$ai_input", "$ai_output_choices", "error_stack")
+DEFAULT_MAX_EVENT_BYTES = 900_000
+_TRUNCATION_MARK = " [truncated]"
+
+Post = Callable[[list[dict[str, Any]]], None]
+"""Sends one batch; raises ``APIError`` or a ``requests`` exception when it was not accepted."""
+
+
+def _lib_version() -> str:
+    """Our package version (read late: the package imports this module while loading)."""
+    from otel_bedrock import __version__
+
+    return __version__
+
+
+def to_wire(event: Any) -> dict[str, Any]:
+    """The batch-API object for one ``CaptureEvent``, its timestamp in ISO 8601 UTC."""
+    timestamp: datetime = event.timestamp
+    if timestamp.tzinfo is None:
+        timestamp = timestamp.replace(tzinfo=UTC)
+    properties = {
+        **event.properties,
+        "$lib": LIB_NAME,
+        "$lib_version": _lib_version(),
+        # Server-side events: the sender's IP says nothing about the user.
+        "$geoip_disable": True,
+    }
+
+    return {
+        "event": event.event,
+        "distinct_id": event.distinct_id,
+        "properties": properties,
+        "uuid": event.uuid,
+        "timestamp": timestamp.astimezone(UTC).isoformat(),
+        "type": "capture",
+    }
+
+
+def wire_size(event: dict[str, Any]) -> int:
+    """The serialised size of an event, non-ASCII text escaped (an upper bound on its bytes)."""
+    return len(json.dumps(event))
+
+
+def _cap_strings(value: Any, cap: int) -> Any:
+    """``value`` with every string longer than ``cap`` cut to ``cap`` characters and marked."""
+    if isinstance(value, str):
+        return value if len(value) <= cap else value[:cap] + _TRUNCATION_MARK
+    if isinstance(value, list):
+        return [_cap_strings(item, cap) for item in value]
+    if isinstance(value, dict):
+        return {key: _cap_strings(item, cap) for key, item in value.items()}
+
+    return value
+
+
+def _longest_string(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return max((_longest_string(item) for item in value), default=0)
+    if isinstance(value, dict):
+        return max((_longest_string(item) for item in value.values()), default=0)
+
+    return 0
+
+
+def truncate_content(event: dict[str, Any], limit: int) -> dict[str, Any] | None:
+    """A copy of ``event`` whose content fields are cut so that it fits in ``limit``.
+
+    The copy carries ``content_truncated: true``. Returns None when the event has no content
+    field, or when it would not fit even with every content string emptied.
+    """
+    properties: dict[str, Any] = event.get("properties") or {}
+    fields = [name for name in CONTENT_FIELDS if name in properties]
+    if not fields:
+        return None
+
+    def build(cap: int) -> dict[str, Any]:
+        cut = {name: _cap_strings(properties[name], cap) for name in fields}
+        return {**event, "properties": {**properties, **cut, "content_truncated": True}}
+
+    low, high = 0, max(_longest_string(properties[name]) for name in fields)
+    if wire_size(build(low)) > limit:
+        return None
+    while low < high:
+        middle = (low + high + 1) // 2
+        if wire_size(build(middle)) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+
+    return build(low)
+
+
+def fit(event: dict[str, Any], limit: int) -> dict[str, Any] | None:
+    """``event`` itself when it fits in ``limit``, else a truncated copy, or None if it cannot."""
+    if wire_size(event) <= limit:
+        return event
+
+    return truncate_content(event, limit)
+
+
+@dataclass
+class BatchOutcome:
+    """What became of a batch's events.
+
+    Attributes:
+        sent: Uuids PostHog accepted.
+        dropped: ``(uuid, reason)`` of events PostHog refused for good.
+        retry: Events to send again later.
+        retry_after: The wait PostHog asked for, if it did.
+        unauthorized: PostHog refused the project key (401).
+        error: The last failure, for the logs.
+    """
+
+    sent: list[str] = field(default_factory=list)
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+    retry: list[dict[str, Any]] = field(default_factory=list)
+    retry_after: float | None = None
+    unauthorized: bool = False
+    error: str = ""
+
+
+class Transport:
+    """Posts batches to one PostHog project; called on the delivery worker thread only.
+
+    Args:
+        api_key: The project API key.
+        host: PostHog's ingestion host.
+        timeout: Seconds to wait for each HTTP answer.
+        max_event_bytes: Events larger than this are truncated before sending.
+        post: Replaces the HTTP post (for tests of the sorting logic alone).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str,
+        *,
+        timeout: float = 15.0,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        post: Post | None = None,
+    ) -> None:
+        self.host = host
+        self.max_event_bytes = max_event_bytes
+        self._api_key = api_key
+        self._timeout = timeout
+        self._post = post or self._http_post
+        self._session = requests.Session()
+
+    def after_fork(self) -> None:
+        """Use new connections in a forked child (the parent's sockets are not ours)."""
+        self._session = requests.Session()
+
+    def _http_post(self, batch: list[dict[str, Any]]) -> None:
+        batch_post(
+            self._api_key,
+            self.host,
+            gzip=True,
+            timeout=self._timeout,
+            session=self._session,
+            batch=batch,
+        )
+
+    def prepare(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The event as it will be sent: truncated when too large, None when it cannot fit."""
+        fitted = fit(event, self.max_event_bytes)
+        if fitted is not event and fitted is not None:
+            logger.warning(
+                "posthog_event_truncated uuid=%s event=%s size=%s limit=%s",
+                event.get("uuid"),
+                event.get("event"),
+                wire_size(event),
+                self.max_event_bytes,
+            )
+
+        return fitted
+
+    def deliver(self, batch: list[dict[str, Any]]) -> BatchOutcome:
+        """Send a batch, splitting it where PostHog refuses part of it."""
+        outcome = BatchOutcome()
+        ready = []
+        for event in batch:
+            prepared = self.prepare(event)
+            if prepared is None:
+                outcome.dropped.append((str(event.get("uuid")), "event too large to truncate"))
+            else:
+                ready.append(prepared)
+        if ready:
+            self._deliver(ready, outcome, shrunk=False)
+
+        return outcome
+
+    def _deliver(self, batch: list[dict[str, Any]], outcome: BatchOutcome, shrunk: bool) -> None:
+        if outcome.retry:
+            # PostHog is failing right now: keep the rest for the next attempt.
+            outcome.retry.extend(batch)
+            return
+        status, detail, retry_after = self._attempt(batch)
+        if status == 200:
+            outcome.sent.extend(str(event["uuid"]) for event in batch)
+        elif status in (400, 413) and len(batch) > 1:
+            middle = len(batch) // 2
+            self._deliver(batch[:middle], outcome, shrunk)
+            self._deliver(batch[middle:], outcome, shrunk)
+        elif status == 400:
+            outcome.dropped.append((str(batch[0]["uuid"]), f"400 {detail}"))
+        elif status == 413:
+            self._shrink(batch[0], outcome, shrunk, detail)
+        else:
+            outcome.retry.extend(batch)
+            outcome.retry_after = retry_after
+            outcome.unauthorized = status == 401
+            outcome.error = f"{status} {detail}" if status else detail
+
+    def _shrink(
+        self, event: dict[str, Any], outcome: BatchOutcome, shrunk: bool, detail: str
+    ) -> None:
+        """Send a single event PostHog found too large again, with its content cut by half."""
+        smaller = None if shrunk else truncate_content(event, wire_size(event) // 2)
+        if smaller is None:
+            outcome.dropped.append((str(event["uuid"]), f"413 {detail}"))
+            return
+        logger.warning(
+            "posthog_event_truncated uuid=%s event=%s size=%s after=413",
+            event.get("uuid"),
+            event.get("event"),
+            wire_size(event),
+        )
+        self._deliver([smaller], outcome, shrunk=True)
+
+    def _attempt(self, batch: list[dict[str, Any]]) -> tuple[int, str, float | None]:
+        """Post once; the status (0 for a network failure), a detail and any Retry-After."""
+        try:
+            self._post(batch)
+        except APIError as error:
+            status = error.status if isinstance(error.status, int) else 0
+            return status, str(error.message)[:200], error.retry_after
+        except requests.RequestException as error:
+            return 0, f"{type(error).__name__}: {error}"[:300], None
+        except (TypeError, ValueError) as error:
+            # Not serialisable: no later attempt can do better, so treat it as refused.
+            return 400, f"unserialisable event: {error}"[:300], None
+        logger.debug("posthog_batch_sent count=%s host=%s", len(batch), self.host)
+
+        return 200, "", None

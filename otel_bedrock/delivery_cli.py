@@ -1,0 +1,102 @@
+"""``otel-bedrock spool``: look at the delivery spool and drain it.
+
+Each PostHog project and host has its own spool file in the data folder (see
+:attr:`otel_bedrock.config.Settings.spool_path`); both commands find it from the same
+settings as the exporter (``POSTHOG_API_KEY``, ``POSTHOG_HOST``, ``OTEL_BEDROCK_SPOOL_PATH``),
+or take ``--path``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from otel_bedrock.config import Settings, load_settings
+from otel_bedrock.delivery import PostHogDelivery
+from otel_bedrock.delivery.spool import Spool
+from otel_bedrock.errors import ConfigError
+
+_PATH = click.option(
+    "--path", type=click.Path(dir_okay=False, path_type=Path), help="The spool file."
+)
+_KEY = click.option("--api-key", help="PostHog project API key (default: POSTHOG_API_KEY).")
+_HOST = click.option("--host", help="PostHog host (default: POSTHOG_HOST).")
+
+
+def _settings(api_key: str | None, host: str | None) -> Settings:
+    try:
+        return load_settings(api_key=api_key, host=host)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _spool_file(path: Path | None, settings: Settings) -> Path:
+    if path is not None:
+        return path
+    if settings.posthog_api_key is None and settings.spool is None:
+        raise click.ClickException(
+            "which spool? give --path, or the project's --api-key / POSTHOG_API_KEY"
+        )
+    if settings.spool_path is None:
+        raise click.ClickException("the spool is switched off (OTEL_BEDROCK_SPOOL_PATH=off)")
+
+    return settings.spool_path
+
+
+@click.group(name="spool")
+def spool_command() -> None:
+    """Inspect or drain the spool of events waiting for PostHog."""
+
+
+@spool_command.command()
+@_PATH
+@_KEY
+@_HOST
+def status(path: Path | None, api_key: str | None, host: str | None) -> None:
+    """Print how many events the spool holds, their size, the oldest age and the claims."""
+    file = _spool_file(path, _settings(api_key, host))
+    if not file.exists():
+        click.echo(f"path={file} rows=0 bytes=0 oldest_age_seconds=0 claimed=0 (no spool file)")
+        return
+    spool = Spool(file)
+    try:
+        state = spool.status()
+    finally:
+        spool.close()
+    click.echo(
+        f"path={file} rows={state.rows} bytes={state.bytes} "
+        f"oldest_age_seconds={state.oldest_age_seconds:.0f} claimed={state.claimed}"
+    )
+
+
+@spool_command.command()
+@_PATH
+@_KEY
+@_HOST
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to try.")
+def drain(path: Path | None, api_key: str | None, host: str | None, timeout: float) -> None:
+    """Send what the spool holds to PostHog and print the counters; exit 1 if some is left."""
+    settings = _settings(api_key, host)
+    file = _spool_file(path, settings)
+    if not file.exists():
+        click.echo(f"path={file} nothing to drain (no spool file)")
+        return
+    if settings.posthog_api_key is None:
+        raise click.ClickException("POSTHOG_API_KEY is not set; give --api-key or set it")
+    delivery = PostHogDelivery(
+        settings.posthog_api_key, settings.posthog_host, spool_path=file, shutdown_timeout=0
+    )
+    delivered = delivery.flush(timeout)
+    delivery.shutdown()
+    values = delivery.counters.snapshot()
+    left = Spool(file)
+    try:
+        rows = left.status().rows
+    finally:
+        left.close()
+    counts = " ".join(f"{name}={value}" for name, value in values.items())
+    click.echo(f"path={file} {counts} left={rows}")
+    if not delivered or rows:
+        sys.exit(1)

@@ -1,0 +1,50 @@
+"""``otel-bedrock spool status`` and ``spool drain``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from otel_bedrock.delivery.spool import Spool
+from otel_bedrock.delivery.transport import to_wire
+from otel_bedrock.delivery_cli import spool_command
+from otel_bedrock.testing import CaptureEmulator
+from tests.delivery.helpers import KEY, make_events, received
+
+
+def test_status_and_drain(posthog: CaptureEmulator, spool_file: Path) -> None:
+    """Status shows the spooled rows; drain sends them, prints counters and empties the spool."""
+    events = make_events(3)
+    spool = Spool(spool_file)
+    spool.put([to_wire(event) for event in events])
+    size = spool.status().bytes
+    spool.close()
+    runner = CliRunner()
+
+    status = runner.invoke(spool_command, ["status", "--path", str(spool_file)])
+    assert status.exit_code == 0, status.output
+    assert status.output == (
+        f"path={spool_file} rows=3 bytes={size} oldest_age_seconds=0 claimed=0\n"
+    )
+
+    drain = runner.invoke(
+        spool_command,
+        ["drain", "--path", str(spool_file), "--api-key", KEY, "--host", posthog.url],
+    )
+    assert drain.exit_code == 0, drain.output
+    assert drain.output == (
+        f"path={spool_file} sent=3 retried=0 spooled=0 evicted=0 dropped=0 left=0\n"
+    )
+    assert sorted(received(posthog)) == sorted(event.uuid for event in events)
+
+
+def test_status_without_a_spool(tmp_path: Path) -> None:
+    """Status of a missing spool file says so and succeeds."""
+    missing = tmp_path / "none.sqlite3"
+    result = CliRunner().invoke(spool_command, ["status", "--path", str(missing)])
+
+    assert result.exit_code == 0
+    assert result.output == (
+        f"path={missing} rows=0 bytes=0 oldest_age_seconds=0 claimed=0 (no spool file)\n"
+    )
