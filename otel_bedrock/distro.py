@@ -47,6 +47,9 @@ class BedrockDistro(BaseDistro):  # type: ignore[misc]
         os.environ.setdefault(OTEL_METRICS_EXPORTER, "none")
         os.environ.setdefault(OTEL_LOGS_EXPORTER, "none")
         os.environ.setdefault(OTEL_PYTHON_CONFIGURATOR, ENTRY_POINT_NAME)
+        # Export spans every second rather than every five, and hold a burst of them.
+        os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "1000")
+        os.environ.setdefault("OTEL_BSP_MAX_QUEUE_SIZE", "16384")
 
     def load_instrumentor(self, entry_point: EntryPoint, **kwargs: Any) -> None:
         """Instrument as usual, giving botocore's instrumentor our hooks."""

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from posthog.request import APIError, batch_post
+from posthog.request import AI_EVENTS_ENDPOINT, EVENTS_ENDPOINT, APIError, batch_post
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,12 @@ CONTENT_FIELDS = ("prompt", "generation", "$ai_input", "$ai_output_choices", "er
 DEFAULT_MAX_EVENT_BYTES = 900_000
 _TRUNCATION_MARK = " [truncated]"
 
-Post = Callable[[list[dict[str, Any]]], None]
+Post = Callable[[list[dict[str, Any]], str], None]
+
+# PostHog's LLM analytics endpoint takes events up to 8 MiB (posthog-python's AI lane); stay
+# below it, and keep each request under the batch limit.
+AI_MAX_EVENT_BYTES = 7 * 1024 * 1024
+AI_BATCH_BYTES = 4 * 1024 * 1024
 """Sends one batch; raises ``APIError`` or a ``requests`` exception when it was not accepted."""
 
 
@@ -185,26 +190,31 @@ class Transport:
         """Use new connections in a forked child (the parent's sockets are not ours)."""
         self._session = requests.Session()
 
-    def _http_post(self, batch: list[dict[str, Any]]) -> None:
+    def _http_post(self, batch: list[dict[str, Any]], path: str) -> None:
         batch_post(
             self._api_key,
             self.host,
             gzip=True,
             timeout=self._timeout,
+            path=path,
             session=self._session,
             batch=batch,
         )
 
     def prepare(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        """The event as it will be sent: truncated when too large, None when it cannot fit."""
-        fitted = fit(event, self.max_event_bytes)
+        """The event as it will be sent: truncated when too large, None when it cannot fit.
+
+        LLM analytics events (``$ai_*``) go to PostHog's AI endpoint, which takes larger events.
+        """
+        limit = AI_MAX_EVENT_BYTES if _is_ai(event) else self.max_event_bytes
+        fitted = fit(event, limit)
         if fitted is not event and fitted is not None:
             logger.warning(
                 "posthog_event_truncated uuid=%s event=%s size=%s limit=%s",
                 event.get("uuid"),
                 event.get("event"),
                 wire_size(event),
-                self.max_event_bytes,
+                limit,
             )
 
         return fitted
@@ -219,27 +229,32 @@ class Transport:
                 outcome.dropped.append((str(event.get("uuid")), "event too large to truncate"))
             else:
                 ready.append(prepared)
-        if ready:
-            self._deliver(ready, outcome, shrunk=False)
+        analytics = [event for event in ready if not _is_ai(event)]
+        if analytics:
+            self._deliver(analytics, outcome, False, EVENTS_ENDPOINT)
+        for group in _by_size([event for event in ready if _is_ai(event)], AI_BATCH_BYTES):
+            self._deliver(group, outcome, False, AI_EVENTS_ENDPOINT)
 
         return outcome
 
-    def _deliver(self, batch: list[dict[str, Any]], outcome: BatchOutcome, shrunk: bool) -> None:
+    def _deliver(
+        self, batch: list[dict[str, Any]], outcome: BatchOutcome, shrunk: bool, path: str
+    ) -> None:
         if outcome.retry:
             # PostHog is failing right now: keep the rest for the next attempt.
             outcome.retry.extend(batch)
             return
-        status, detail, retry_after = self._attempt(batch)
+        status, detail, retry_after = self._attempt(batch, path)
         if status == 200:
             outcome.sent.extend(str(event["uuid"]) for event in batch)
         elif status in (400, 413) and len(batch) > 1:
             middle = len(batch) // 2
-            self._deliver(batch[:middle], outcome, shrunk)
-            self._deliver(batch[middle:], outcome, shrunk)
+            self._deliver(batch[:middle], outcome, shrunk, path)
+            self._deliver(batch[middle:], outcome, shrunk, path)
         elif status == 400:
             outcome.dropped.append((str(batch[0]["uuid"]), f"400 {detail}"))
         elif status == 413:
-            self._shrink(batch[0], outcome, shrunk, detail)
+            self._shrink(batch[0], outcome, shrunk, detail, path)
         else:
             outcome.retry.extend(batch)
             outcome.retry_after = retry_after
@@ -247,7 +262,7 @@ class Transport:
             outcome.error = f"{status} {detail}" if status else detail
 
     def _shrink(
-        self, event: dict[str, Any], outcome: BatchOutcome, shrunk: bool, detail: str
+        self, event: dict[str, Any], outcome: BatchOutcome, shrunk: bool, detail: str, path: str
     ) -> None:
         """Send a single event PostHog found too large again, with its content cut by half."""
         smaller = None if shrunk else truncate_content(event, wire_size(event) // 2)
@@ -260,12 +275,12 @@ class Transport:
             event.get("event"),
             wire_size(event),
         )
-        self._deliver([smaller], outcome, shrunk=True)
+        self._deliver([smaller], outcome, True, path)
 
-    def _attempt(self, batch: list[dict[str, Any]]) -> tuple[int, str, float | None]:
+    def _attempt(self, batch: list[dict[str, Any]], path: str) -> tuple[int, str, float | None]:
         """Post once; the status (0 for a network failure), a detail and any Retry-After."""
         try:
-            self._post(batch)
+            self._post(batch, path)
         except APIError as error:
             status = error.status if isinstance(error.status, int) else 0
             return status, str(error.message)[:200], error.retry_after
@@ -277,3 +292,22 @@ class Transport:
         logger.debug("posthog_batch_sent count=%s host=%s", len(batch), self.host)
 
         return 200, "", None
+
+
+def _is_ai(event: dict[str, Any]) -> bool:
+    return str(event.get("event", "")).startswith("$ai_")
+
+
+def _by_size(events: list[dict[str, Any]], limit: int) -> list[list[dict[str, Any]]]:
+    """Consecutive groups of events whose serialised sizes add up to ``limit`` at most."""
+    groups: list[list[dict[str, Any]]] = []
+    size = 0
+    for event in events:
+        event_size = wire_size(event)
+        if not groups or size + event_size > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(event)
+        size += event_size
+
+    return groups

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from otel_bedrock.delivery.spool import Spool
+from otel_bedrock.events import CaptureEvent
 from otel_bedrock.testing import CaptureEmulator
 from tests.delivery.helpers import delivery, make_event, make_events, received
 
@@ -320,3 +323,32 @@ def test_fork_neither_loses_nor_duplicates(posthog: CaptureEmulator, spool_file:
     expected = [event.uuid for event in [*before, *child_events, *parent_events]]
     assert sorted(received(posthog)) == sorted(expected)
     assert sender.counters.sent == 8
+
+
+def test_large_llm_analytics_event_goes_whole_to_the_ai_endpoint(
+    posthog: CaptureEmulator, spool_file: Path
+) -> None:
+    """A 2 MB $ai_generation is sent uncut to PostHog's AI endpoint; other events to /batch/."""
+    text = "g" * 2_000_000
+    generation = CaptureEvent(
+        event="$ai_generation",
+        distinct_id="user-1",
+        properties={"$ai_output_choices": [{"role": "assistant", "content": text}]},
+        uuid=str(uuid.uuid4()),
+        timestamp=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    completion = make_event(1)
+    sender = delivery(posthog.url, spool_file)
+    sender.send(generation)
+    sender.send(completion)
+
+    assert sender.flush(5)
+    sender.shutdown()
+
+    by_uuid = {event["uuid"]: event for event in posthog.events}
+    assert set(by_uuid) == {generation.uuid, completion.uuid}
+    properties = by_uuid[generation.uuid]["properties"]
+    assert properties["$ai_output_choices"][0]["content"] == text
+    assert "content_truncated" not in properties
+    paths = sorted(request.path.split("?")[0].rstrip("/") for request in posthog.requests)
+    assert paths == ["/batch", "/i/v0/ai/batch"]
