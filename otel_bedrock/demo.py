@@ -47,7 +47,7 @@ from otel_bedrock.delivery import PostHogDelivery
 from otel_bedrock.errors import ConfigError
 from otel_bedrock.events import COMPLETION_EVENT, ERROR_EVENT, CaptureEvent
 from otel_bedrock.report import METRICS, format_money
-from otel_bedrock.store import data_dir, default_event_store
+from otel_bedrock.store import default_event_store
 from otel_bedrock.testing import (
     BedrockEmulator,
     CapturedEvent,
@@ -150,7 +150,6 @@ def app_environment(
     """The app's environment: ours, with the user's OpenTelemetry, AWS and PostHog ones removed."""
     prefixes = ("OTEL_", "AWS_", "POSTHOG_")
     env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
-    env["OTEL_BEDROCK_DATA_DIR"] = str(data_dir())  # the app's spool beside the demo's store
     env.update(
         POSTHOG_API_KEY=DEMO_KEY,
         POSTHOG_HOST=capture.url,
@@ -161,6 +160,7 @@ def app_environment(
         AWS_RETRY_MODE="standard",
         AWS_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
         OTEL_PYTHON_DISTRO="otel_bedrock",
+        OTEL_BEDROCK_SPOOL_PATH="off",  # the local emulator is always there: no disk spool
         OTEL_SERVICE_NAME="recipe-app",
         OTEL_BSP_SCHEDULE_DELAY="200",
         RECIPE_APP_HOST="127.0.0.1",

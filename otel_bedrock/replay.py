@@ -92,7 +92,7 @@ def replay(paths: Iterable[str], *, capture_content: bool = False) -> list[Repla
     exchanges = [(source, json.loads(path.read_text())) for source, path in files]
     with BedrockEmulator() as bedrock, CaptureEmulator() as capture:
         settings = load_settings(
-            api_key=REPLAY_KEY, host=capture.url, capture_content=capture_content
+            api_key=REPLAY_KEY, host=capture.url, capture_content=capture_content, spool="off"
         )
         provider = TracerProvider()
         exporter = PostHogSpanExporter(settings=settings)
