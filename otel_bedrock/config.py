@@ -107,12 +107,12 @@ class Settings(BaseSettings):
     def spool_path(self) -> Path | None:
         """The spool file, or None when the spool is switched off (``off``).
 
-        By default one file per PostHog project and host in the data folder, so that
-        services sending to different projects never deliver each other's events.
+        By default one file per PostHog host in the data folder, named by a hash of the host
+        only: a process restarted with a corrected project key drains what a wrong key left.
         """
         if self.spool is None:
-            project = f"{self.posthog_host}|{self.posthog_api_key}".encode()
-            return data_dir() / f"spool-{hashlib.sha256(project).hexdigest()[:12]}.sqlite3"
+            host = self.posthog_host.encode()
+            return data_dir() / f"spool-{hashlib.sha256(host).hexdigest()[:12]}.sqlite3"
         if self.spool.strip().lower() in ("off", "none", "false", "0"):
             return None
 

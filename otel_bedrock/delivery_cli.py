@@ -1,9 +1,10 @@
 """``otel-bedrock spool``: look at the delivery spool and drain it.
 
-Each PostHog project and host has its own spool file in the data folder (see
+Each PostHog host has its own spool file in the data folder (see
 :attr:`otel_bedrock.config.Settings.spool_path`); both commands find it from the same
-settings as the exporter (``POSTHOG_API_KEY``, ``POSTHOG_HOST``, ``OTEL_BEDROCK_SPOOL_PATH``),
-or take ``--path``.
+settings as the exporter (``POSTHOG_HOST``, ``OTEL_BEDROCK_SPOOL_PATH``), or take ``--path``.
+``drain`` also applies the exporter's spool bounds (``OTEL_BEDROCK_SPOOL_MAX_MB``,
+``OTEL_BEDROCK_SPOOL_MAX_AGE_HOURS``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import click
 
 from otel_bedrock.config import Settings, load_settings
 from otel_bedrock.delivery import PostHogDelivery
+from otel_bedrock.delivery._counters import format_counters
 from otel_bedrock.delivery.spool import Spool
 from otel_bedrock.errors import ConfigError
 
@@ -35,10 +37,6 @@ def _settings(api_key: str | None, host: str | None) -> Settings:
 def _spool_file(path: Path | None, settings: Settings) -> Path:
     if path is not None:
         return path
-    if settings.posthog_api_key is None and settings.spool is None:
-        raise click.ClickException(
-            "which spool? give --path, or the project's --api-key / POSTHOG_API_KEY"
-        )
     if settings.spool_path is None:
         raise click.ClickException("the spool is switched off (OTEL_BEDROCK_SPOOL_PATH=off)")
 
@@ -77,7 +75,10 @@ def status(path: Path | None, api_key: str | None, host: str | None) -> None:
 @_HOST
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to try.")
 def drain(path: Path | None, api_key: str | None, host: str | None, timeout: float) -> None:
-    """Send what the spool holds to PostHog and print the counters; exit 1 if some is left."""
+    """Send what the spool holds to PostHog and print the counters.
+
+    Exits 1 when something is left, or was evicted or dropped.
+    """
     settings = _settings(api_key, host)
     file = _spool_file(path, settings)
     if not file.exists():
@@ -86,7 +87,12 @@ def drain(path: Path | None, api_key: str | None, host: str | None, timeout: flo
     if settings.posthog_api_key is None:
         raise click.ClickException("POSTHOG_API_KEY is not set; give --api-key or set it")
     delivery = PostHogDelivery(
-        settings.posthog_api_key, settings.posthog_host, spool_path=file, shutdown_timeout=0
+        settings.posthog_api_key,
+        settings.posthog_host,
+        spool_path=file,
+        shutdown_timeout=0,
+        spool_max_bytes=max(1, int(settings.spool_max_mb * 1024 * 1024)),
+        spool_max_age_seconds=settings.spool_max_age_hours * 3600,
     )
     delivered = delivery.flush(timeout)
     delivery.shutdown()
@@ -96,7 +102,6 @@ def drain(path: Path | None, api_key: str | None, host: str | None, timeout: flo
         rows = left.status().rows
     finally:
         left.close()
-    counts = " ".join(f"{name}={value}" for name, value in values.items())
-    click.echo(f"path={file} {counts} left={rows}")
-    if not delivered or rows:
+    click.echo(f"path={file} {format_counters(values)} left={rows}")
+    if not delivered or rows or values["evicted"] or values["dropped"]:
         sys.exit(1)

@@ -10,9 +10,12 @@
 For a serverless handler, deliver before the runtime freezes with one line at the end of the
 handler: ``otel_bedrock.flush()``.
 
-Known limit: events still in the memory queue (at most ``flush_interval`` old, or waiting
-behind an ongoing attempt) are lost when the process is killed with SIGKILL; events of a
-failed attempt are already in the spool.
+Known limit: events still in the memory queue are lost when the process is killed with
+SIGKILL. While PostHog answers, that is at most about ``flush_interval`` of events (or those
+waiting behind an ongoing attempt); while it is failing, the worker moves the queue to the
+spool every ``flush_interval``, so again at most about ``flush_interval`` of events is only in
+memory. Events of a failed attempt are already in the spool. Without a spool, an exit handler
+flushes for ``shutdown_timeout`` and counts what is left as dropped.
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ class PostHogDelivery:
     called from any thread. After ``fork()`` the child starts with an empty queue and zero
     counters, and shares the spool with its parent.
 
-    When a spool is configured, an interpreter-exit handler copies what memory still holds to
-    the spool (keeping it queued), for processes whose tracer provider is never shut down;
-    ``shutdown`` later deletes each copy as its event is delivered.
+    For processes whose tracer provider is never shut down, an interpreter-exit handler copies
+    what memory still holds to the spool (keeping it queued) and gives back this process's
+    claims on spooled rows; ``shutdown`` later deletes each copy as its event is delivered.
+    Without a spool, the exit handler flushes for ``shutdown_timeout`` and counts the rest as
+    dropped.
 
     Args:
         api_key: The PostHog project API key.
@@ -52,7 +57,8 @@ class PostHogDelivery:
         flush_interval: Seconds a partial batch waits for more events.
         timeout: Seconds to wait for each HTTP answer.
         base_backoff: First wait after a failed attempt; it doubles per failure.
-        max_backoff: Longest wait between attempts (unless PostHog's ``Retry-After`` asks more).
+        max_backoff: Longest wait between attempts (unless PostHog's ``Retry-After`` asks more,
+            up to five minutes).
         shutdown_timeout: Seconds ``shutdown`` tries to deliver before spooling the rest.
         spool_max_bytes: Size bound of the spool.
         spool_max_age_seconds: Age bound of the spool's rows.
@@ -122,9 +128,10 @@ class PostHogDelivery:
             lease_seconds=4 * timeout + 10 if lease_seconds is None else lease_seconds,
             spool_poll_interval=spool_poll_interval,
             log_interval=log_interval,
+            exit_timeout=shutdown_timeout,
         )
         observe(self.counters)
-        logger.debug("posthog_delivery_ready host=%s spool=%s", host, spool_path)
+        logger.info("posthog_delivery_ready host=%s spool=%s", host, spool_path)
 
     def send(self, event: CaptureEvent) -> None:
         """Queue one event for delivery (export thread; never blocks on the network)."""

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import weakref
 from collections.abc import Iterable
 
 from opentelemetry import metrics
-
-logger = logging.getLogger("otel_bedrock.delivery")
 
 OUTCOMES = ("sent", "retried", "spooled", "evicted", "dropped")
 
@@ -19,7 +16,7 @@ class DeliveryCounters:
 
     - ``sent``: accepted by PostHog.
     - ``retried``: an attempt failed (5xx, 429, 401, network); counted once per failed attempt.
-    - ``spooled``: written to the spool because the memory queue was full or at shutdown.
+    - ``spooled``: moved from memory to the spool: queue full, PostHog failing, or shutdown.
     - ``evicted``: removed from the spool by its size or age bound, never sent.
     - ``dropped``: lost: refused by PostHog for good, too large, or with nowhere to go.
 

@@ -1,11 +1,13 @@
 """The delivery engine: a bounded memory queue, one worker thread, the spool, and fork safety.
 
 ``send`` runs on the span processor's export thread and only takes a lock to append to the
-queue; when the queue is full it writes the event to the spool. The worker thread sends
+queue; when the queue is full the event goes to a small overflow deque that the worker writes
+to the spool in batches, so the export thread never waits for SQLite. The worker thread sends
 batches: first what the spool holds (oldest first), then events that failed without a spool,
 then the queue. A batch that fails for a reason that may pass (5xx, 429, 401, network) goes
 to the spool at once, and the worker backs off exponentially with jitter, or as long as
-PostHog's ``Retry-After`` asks.
+PostHog's ``Retry-After`` asks (capped at :data:`MAX_SERVER_WAIT`). While PostHog is failing,
+the worker also moves the memory queue to the spool every ``flush_interval``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import math
 import os
 import random
 import threading
@@ -20,6 +23,7 @@ import time
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from otel_bedrock._once import first_time, warn_once
@@ -30,15 +34,39 @@ from otel_bedrock.events import CaptureEvent
 
 logger = logging.getLogger(__name__)
 
+MAX_SERVER_WAIT = 300.0
+"""Longest wait between attempts, whatever PostHog's ``Retry-After`` asks."""
+SHORT_BUSY_TIMEOUT = 1.0
+"""Seconds a spool write from memory waits for another process's write before giving up."""
+_CLOSED_BUSY_TIMEOUT = 0.2
+
 _Item = CaptureEvent | dict[str, Any]
 
 
-def _as_wire(item: _Item) -> dict[str, Any]:
-    return item if isinstance(item, dict) else to_wire(item)
+def retry_delay(
+    failures: int, base: float, cap: float, retry_after: float | None, jitter: float = 1.0
+) -> float:
+    """Seconds to wait after ``failures`` failed attempts in a row.
+
+    Exponential backoff from ``base`` up to ``cap``, times ``jitter``; a ``Retry-After`` may
+    lengthen it, up to :data:`MAX_SERVER_WAIT` (non-finite values count as that cap).
+    """
+    delay: float = min(cap, base * 2.0 ** min(failures - 1, 30) * jitter)
+    if retry_after is None:
+        return delay
+    asked = float(retry_after) if math.isfinite(retry_after) else MAX_SERVER_WAIT
+
+    return min(MAX_SERVER_WAIT, max(asked, delay))
 
 
 class Engine:
-    """Queue, worker and spool of one delivery; see :class:`PostHogDelivery` for the options."""
+    """Queue, worker and spool of one delivery; see :class:`PostHogDelivery` for the options.
+
+    Threads: ``send`` is called on the span processor's export thread; ``flush`` and
+    ``shutdown`` on any thread; ``at_exit`` by the interpreter's exit handlers;
+    ``after_fork_in_child`` by ``os.register_at_fork`` in a child; every ``_``-method from
+    ``_run`` on down runs on the worker thread only.
+    """
 
     def __init__(
         self,
@@ -54,11 +82,13 @@ class Engine:
         lease_seconds: float,
         spool_poll_interval: float,
         log_interval: float,
+        exit_timeout: float = 5.0,
     ) -> None:
         self.transport = transport
         self.spool = spool
         self.counters = counters
         self.max_queue = max_queue
+        self.max_overflow = max(max_queue // 10, 10 * batch_size)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.base_backoff = base_backoff
@@ -66,10 +96,11 @@ class Engine:
         self.lease_seconds = lease_seconds
         self.spool_poll_interval = spool_poll_interval
         self.log_interval = log_interval
+        self.exit_timeout = exit_timeout
         self.closed = False
         if spool is not None:
             spool.on_evict = functools.partial(counters.add, "evicted")
-            atexit.register(_mirror_at_exit, weakref.ref(self))
+        atexit.register(_at_exit, weakref.ref(self))
         self._reset()
         os.register_at_fork(after_in_child=functools.partial(_reset_in_child, weakref.ref(self)))
 
@@ -77,17 +108,22 @@ class Engine:
         """Fresh state: used at construction and in a forked child."""
         self._cond = threading.Condition()
         self._queue: deque[CaptureEvent] = deque()
+        self._overflow: deque[CaptureEvent] = deque()
         self._retry: deque[dict[str, Any]] = deque()
         self._inflight: list[_Item] = []
         self._first_queued = 0.0
         self._worker: threading.Thread | None = None
         self._stopping = False
+        self._exiting = False
+        self._clean_close = True
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._failures = 0
         self._backoff_until = 0.0
         self._server_wait = False
         self._spool_due = self.spool is not None
         self._next_spool_poll = 0.0
+        self._next_memory_move = 0.0
+        self._overflow_retry_at = 0.0
         self._flush_gen = 0
         self._drained_gen = 0
         self._mirrored = False
@@ -105,9 +141,11 @@ class Engine:
     # -- the export thread ------------------------------------------------------------------
 
     def send(self, event: CaptureEvent) -> None:
-        """Queue one event, or spool it when the queue is full; never waits for I/O."""
-        if not self.closed:
-            with self._cond:
+        """Queue one event, or hand it to the overflow deque; never waits for I/O."""
+        with self._cond:
+            if self.closed:
+                reason = "closed"
+            else:
                 if self._worker is None:
                     self._start_worker()
                 size = len(self._queue)
@@ -119,53 +157,46 @@ class Engine:
                     elif size + 1 == self.batch_size:
                         self._cond.notify()
                     return
-        self._overflow(event)
+                if self.spool is not None and len(self._overflow) < self.max_overflow:
+                    self._overflow.append(event)
+                    if len(self._overflow) == 1:
+                        self._cond.notify()
+                    return
+                reason = "queue_full"
+        if reason == "closed" and self.spool is not None:
+            self._spool_after_close(event)
+        else:
+            self._drop_one(event, reason)
 
-    def _overflow(self, event: CaptureEvent) -> None:
-        """Write an event that found no room in memory to the spool, or count it dropped."""
-        reason = "closed" if self.closed else "queue_full"
-        if self.spool is None:
-            self.counters.add("dropped")
-            warn_once(
-                logger,
-                f"posthog_event_dropped:{reason}",
-                "posthog_event_dropped reason=%s max_queue=%s uuid=%s; no spool is configured",
-                reason,
-                self.max_queue,
-                event.uuid,
-            )
-            return
+    def _spool_after_close(self, event: CaptureEvent) -> None:
+        """Write an event that came after shutdown straight to the spool, or count it dropped."""
+        assert self.spool is not None
         try:
-            self.spool.put([to_wire(event)])
+            self.spool.put([to_wire(event)], busy_timeout=_CLOSED_BUSY_TIMEOUT)
         except Exception:  # noqa: BLE001 - the export thread must go on
-            self.counters.add("dropped")
-            warn_once(
-                logger,
-                "posthog_spool_write_failed",
-                "posthog_event_dropped reason=spool_write_failed path=%s uuid=%s",
-                self.spool.path,
-                event.uuid,
-                exc_info=True,
-            )
+            self._drop_one(event, "closed")
             return
         self.counters.add("spooled")
-        self._spool_due = True
+
+    def _drop_one(self, event: CaptureEvent, reason: str) -> None:
+        self.counters.add("dropped")
         warn_once(
             logger,
-            f"posthog_event_spooled:{reason}",
-            "posthog_event_spooled reason=%s max_queue=%s path=%s",
+            f"posthog_event_dropped:{reason}",
+            "posthog_event_dropped reason=%s max_queue=%s uuid=%s spool=%s",
             reason,
             self.max_queue,
-            self.spool.path,
+            event.uuid,
+            None if self.spool is None else self.spool.path,
         )
 
-    # -- flush and shutdown (any thread) ----------------------------------------------------
+    # -- flush, shutdown and exit (any thread) ----------------------------------------------
 
     def flush(self, timeout: float) -> bool:
         """Wait until memory is sent and the spool offered nothing more, or ``timeout`` passed."""
         with self._cond:
             if self.closed:
-                return not self._queue and not self._retry
+                return self._clean_close
             if self._worker is None:
                 self._start_worker()
             self._flush_gen += 1
@@ -179,8 +210,9 @@ class Engine:
 
     def shutdown(self, timeout: float) -> None:
         """Flush for ``timeout``, stop the worker, and spool what is left in memory."""
-        if self.closed:
-            return
+        with self._cond:
+            if self.closed:
+                return
         delivered = self.flush(timeout)
         with self._cond:
             self.closed = True
@@ -191,21 +223,39 @@ class Engine:
             worker.join(timeout=0.5)
         busy = worker is not None and worker.is_alive()
         with self._cond:
-            # A batch still in flight is spooled too; if it succeeds later, its rows go.
-            self._mirrored = self._mirrored or busy
-            left = [*self._retry, *(self._inflight if busy else []), *self._queue]
+            # With a spool, a batch still in flight is spooled too; if it succeeds later, its
+            # rows go. Without one, the worker counts it when its answer comes.
+            keep_inflight = busy and self.spool is not None
+            self._mirrored = self._mirrored or keep_inflight
+            left = [
+                *self._retry,
+                *(self._inflight if keep_inflight else []),
+                *self._overflow,
+                *self._queue,
+            ]
             self._retry.clear()
+            self._overflow.clear()
             self._queue.clear()
+            self._clean_close = delivered and not left and not busy
         if left:
-            self._spool_leftovers([_as_wire(item) for item in left])
-        if self.spool is not None and not busy:
-            self.spool.close()
+            self._spool_leftovers(self._wires(left))
+        if self.spool is not None:
+            try:
+                self._release_claims()
+            except Exception:  # the leases then expire by themselves
+                logger.debug("posthog_spool_release_failed", exc_info=True)
+            if not busy:
+                self.spool.close()
         logger.info(
             "posthog_delivery_stopped delivered=%s host=%s %s",
             delivered,
             self.transport.host,
             format_counters(self.counters.snapshot()),
         )
+
+    def _release_claims(self) -> None:
+        assert self.spool is not None
+        self.spool.release_owner(self._owner)
 
     def _spool_leftovers(self, wires: list[dict[str, Any]]) -> None:
         if self.spool is not None:
@@ -223,22 +273,51 @@ class Engine:
             None if self.spool is None else self.spool.path,
         )
 
-    def mirror_to_spool(self) -> None:
-        """Copy what memory holds to the spool, keeping it queued (at interpreter exit).
+    def at_exit(self) -> None:
+        """At interpreter exit: copy memory to the spool, or without one flush and report."""
+        if self.closed:
+            return
+        if self.spool is not None:
+            self.mirror_to_spool()
+            return
+        with self._cond:
+            pending = self._queue or self._retry or self._inflight
+        if not pending or self.flush(self.exit_timeout):
+            return
+        with self._cond:
+            self.closed = True
+            self._clean_close = False
+            lost = len(self._queue) + len(self._retry) + len(self._inflight)
+            self._queue.clear()
+            self._retry.clear()
+        self.counters.add("dropped", lost)
+        logger.error(
+            "posthog_events_dropped count=%s reason=unsent_at_exit timeout=%s host=%s; "
+            "configure a spool (OTEL_BEDROCK_SPOOL_PATH) to keep them",
+            lost,
+            self.exit_timeout,
+            self.transport.host,
+        )
 
-        If the process ends without ``shutdown``, the next process with the spool sends the
-        copies; if ``shutdown`` follows, each copy is deleted as its event is delivered.
+    def mirror_to_spool(self) -> None:
+        """Copy what memory holds to the spool, keeping it queued, and give back our claims.
+
+        From then on the worker claims no spool rows. If the process ends without
+        ``shutdown``, the next process with the spool sends the copies at once; if
+        ``shutdown`` follows, each copy is deleted as its event is delivered.
         """
         if self.closed or self.spool is None:
             return
         with self._cond:
-            items = [*self._retry, *self._inflight, *self._queue]
+            self._exiting = True
+            items = [*self._retry, *self._inflight, *self._overflow, *self._queue]
             self._mirrored = True
-        if items:
-            try:
-                self.spool.put([_as_wire(item) for item in items])
-            except Exception:  # best effort at exit
-                logger.debug("posthog_spool_mirror_failed", exc_info=True)
+        try:
+            if items:
+                self.spool.put(self._wires(items))
+            self._release_claims()
+        except Exception:  # best effort at exit
+            logger.debug("posthog_spool_mirror_failed", exc_info=True)
 
     # -- the worker thread ------------------------------------------------------------------
 
@@ -252,6 +331,7 @@ class Engine:
     def _run(self) -> None:
         while True:
             self._maybe_log()
+            self._move_to_spool()
             with self._cond:
                 ready, check_spool, generation = self._wait_ready()
             if self._stopping:
@@ -264,30 +344,100 @@ class Engine:
                 logger.exception("posthog_delivery_worker_error")
                 self._back_off(BatchOutcome(error="worker error"))
 
+    def _memory_move_due(self, now: float) -> tuple[bool, bool]:
+        """Whether the overflow deque, and the queue (PostHog failing), go to the spool now."""
+        if self.spool is None:
+            return False, False
+        overflow = bool(self._overflow) and now >= self._overflow_retry_at
+        queue = self._failures > 0 and bool(self._queue) and now >= self._next_memory_move
+
+        return overflow, queue
+
     def _wait_ready(self) -> tuple[bool, bool, int]:
         """Wait (with ``_cond`` held) until there is work; (ready, check the spool, flush gen)."""
         if self._stopping:
             return False, False, 0
         now = time.monotonic()
-        log_due = self._last_log + self.log_interval
+        if any(self._memory_move_due(now)):
+            return False, False, 0
+        wake = self._last_log + self.log_interval
+        if self._overflow:
+            wake = min(wake, self._overflow_retry_at)
+        if self.spool is not None and self._failures and self._queue:
+            wake = min(wake, self._next_memory_move)
         if now < self._backoff_until:
-            self._cond.wait(min(self._backoff_until, log_due) - now)
+            self._cond.wait(max(0.0, min(self._backoff_until, wake) - now))
             return False, False, 0
         flushing = self._flush_gen > self._drained_gen
-        spool_due = self.spool is not None and (self._spool_due or now >= self._next_spool_poll)
+        spool_on = self.spool is not None and not self._exiting
+        spool_due = spool_on and (self._spool_due or now >= self._next_spool_poll)
         batch_due = len(self._queue) >= self.batch_size or (
             bool(self._queue) and now >= self._first_queued + self.flush_interval
         )
         if flushing or spool_due or batch_due or self._retry:
-            return True, self.spool is not None and (flushing or spool_due), self._flush_gen
-        deadline = log_due
+            return True, spool_on and (flushing or spool_due), self._flush_gen
         if self._queue:
-            deadline = min(deadline, self._first_queued + self.flush_interval)
-        if self.spool is not None:
-            deadline = min(deadline, self._next_spool_poll)
-        self._cond.wait(max(0.0, deadline - now))
+            wake = min(wake, self._first_queued + self.flush_interval)
+        if spool_on:
+            wake = min(wake, self._next_spool_poll)
+        self._cond.wait(max(0.0, wake - now))
 
         return False, False, 0
+
+    def _move_to_spool(self) -> None:
+        """Write the overflow deque, and the queue while PostHog fails, to the spool in one put."""
+        with self._cond:
+            now = time.monotonic()
+            move_overflow, move_queue = self._memory_move_due(now)
+            overflow = list(self._overflow) if move_overflow else []
+            queued = list(self._queue) if move_queue else []
+            if move_overflow:
+                self._overflow.clear()
+            if move_queue:
+                self._queue.clear()
+                self._next_memory_move = now + self.flush_interval
+        if not overflow and not queued:
+            return
+        assert self.spool is not None
+        wires = self._wires([*overflow, *queued])
+        try:
+            self.spool.put(wires, busy_timeout=SHORT_BUSY_TIMEOUT)
+        except Exception:  # noqa: BLE001 - they stay in memory and are tried again
+            warn_once(
+                logger,
+                "posthog_spool_write_failed",
+                "posthog_spool_write_failed path=%s",
+                self.spool.path,
+                exc_info=True,
+            )
+            with self._cond:
+                self._overflow_retry_at = now + self.flush_interval
+                self._queue.extendleft(reversed(queued))
+                room = max(0, self.max_overflow - len(self._overflow))
+                self._overflow.extendleft(reversed(overflow[:room]))
+            for event in overflow[room:]:
+                self._drop_one(event, "queue_full")
+            return
+        self.counters.add("spooled", len(wires))
+        self._spool_due = True
+
+    def _wires(self, items: list[_Item]) -> list[dict[str, Any]]:
+        """The wire form of each item; one that cannot be serialised is counted dropped."""
+        wires = []
+        for item in items:
+            try:
+                wires.append(item if isinstance(item, dict) else to_wire(item))
+            except Exception as error:  # noqa: BLE001 - one bad event must not lose the rest
+                self.counters.add("dropped")
+                warn_once(
+                    logger,
+                    "posthog_event_dropped:unserialisable",
+                    "posthog_event_dropped uuid=%s reason=unserialisable error=%s",
+                    getattr(item, "uuid", None),
+                    type(error).__name__,
+                )
+
+        return wires
 
     def _step(self, check_spool: bool, generation: int) -> None:
         """Send one batch: from the spool first, then from memory; or note a drained flush."""
@@ -310,13 +460,13 @@ class Engine:
                     self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))
                 ]
                 self._first_queued = now
-            elif flushing and not self._queue:
+            elif flushing and not self._queue and not self._overflow:
                 self._drained_gen = max(self._drained_gen, generation)
                 self._cond.notify_all()
             self._inflight = batch
         if batch:
             try:
-                self._settle(self.transport.deliver([_as_wire(item) for item in batch]), False)
+                self._deliver(self._wires(batch), False)
             finally:
                 with self._cond:
                     self._inflight = []
@@ -336,16 +486,43 @@ class Engine:
             self._next_spool_poll = time.monotonic() + self.spool_poll_interval
         if not rows:
             return False
-        self._settle(self.transport.deliver(rows), True)
+        self._deliver(rows, True)
 
         return True
+
+    def _renewer(self, wires: list[dict[str, Any]]) -> Callable[[], None]:
+        """Renews the claim on spooled rows before a request, when a quarter lease has passed."""
+        spool, uuids = self.spool, [str(wire["uuid"]) for wire in wires]
+        last = time.monotonic()
+
+        def renew() -> None:
+            nonlocal last
+            now = time.monotonic()
+            if spool is not None and now - last >= self.lease_seconds / 4:
+                last = now
+                spool.renew(uuids, self._owner, self.lease_seconds)
+
+        return renew
+
+    def _deliver(self, wires: list[dict[str, Any]], from_spool: bool) -> None:
+        """Send a batch and settle it; an unexpected failure keeps the batch for later."""
+        if not wires:
+            return
+        try:
+            outcome = self.transport.deliver(wires, self._renewer(wires) if from_spool else None)
+        except Exception as error:  # keep the events, try again later
+            logger.exception("posthog_delivery_error count=%s", len(wires))
+            outcome = BatchOutcome(retry=list(wires), error=type(error).__name__)
+        self._settle(outcome, from_spool)
 
     def _settle(self, outcome: BatchOutcome, from_spool: bool) -> None:
         """Count a batch's outcome and put its events where they belong."""
         self.counters.add("sent", len(outcome.sent))
         self.counters.add("dropped", len(outcome.dropped))
         for event_uuid, reason in outcome.dropped:
-            logger.error("posthog_event_dropped uuid=%s reason=%s", event_uuid, reason)
+            key = f"posthog_event_dropped:{reason.split(' ', 1)[0]}"
+            level = logging.ERROR if first_time(key) else logging.DEBUG
+            logger.log(level, "posthog_event_dropped uuid=%s reason=%s", event_uuid, reason)
         finished = outcome.sent + [event_uuid for event_uuid, _ in outcome.dropped]
         if self.spool is not None and finished and (from_spool or self._mirrored):
             self._quietly(self.spool.delete, finished)
@@ -362,18 +539,32 @@ class Engine:
             self._quietly(release, [str(event["uuid"]) for event in outcome.retry])
         else:
             self._keep(outcome.retry)
-        if outcome.unauthorized and first_time(f"posthog_unauthorized:{self.transport.host}"):
+        self._report_setup_error(outcome)
+        self._back_off(outcome)
+
+    def _report_setup_error(self, outcome: BatchOutcome) -> None:
+        """One error per process for a refused key or a host that is not PostHog's."""
+        kept = "" if self.spool is None else f" in the spool {self.spool.path}"
+        host = self.transport.host
+        if outcome.unauthorized and first_time(f"posthog_unauthorized:{host}"):
             logger.error(
                 "posthog_unauthorized host=%s: PostHog refused the project API key; set "
                 "POSTHOG_API_KEY to the project key (phc_...) of the project, not a personal "
                 "key (phx_). Events are kept%s and are delivered once the key is fixed and the "
                 "process restarted.",
-                self.transport.host,
-                "" if self.spool is None else f" in the spool {self.spool.path}",
+                host,
+                kept,
             )
-        self._back_off(outcome)
+        if outcome.misdirected and first_time(f"posthog_misdirected:{host}"):
+            logger.error(
+                "posthog_wrong_host host=%s answer=%s: this is not a PostHog ingestion host; "
+                "set POSTHOG_HOST (for example https://us.i.posthog.com). Events are kept%s.",
+                host,
+                outcome.error,
+                kept,
+            )
 
-    def _quietly(self, action: Any, uuids: list[str]) -> None:
+    def _quietly(self, action: Callable[[list[str]], object], uuids: list[str]) -> None:
         try:
             action(uuids)
         except Exception:  # noqa: BLE001 - a lease expires and a re-send is idempotent
@@ -396,6 +587,11 @@ class Engine:
             else:
                 self._spool_due = True
                 return
+        if self.closed:
+            # Shutdown has already taken what memory held: nobody would send these.
+            self.counters.add("dropped", len(wires))
+            logger.error("posthog_events_dropped count=%s reason=failed_after_shutdown", len(wires))
+            return
         with self._cond:
             self._retry.extend(wires)
             excess = len(self._retry) - self.max_queue
@@ -413,13 +609,17 @@ class Engine:
 
     def _back_off(self, outcome: BatchOutcome) -> None:
         self._failures += 1
-        if outcome.retry_after is not None and outcome.retry_after >= 0:
-            delay = outcome.retry_after
-            self._server_wait = True
+        if outcome.misdirected:
+            delay = self.max_backoff
         else:
-            delay = self.base_backoff * 2 ** min(self._failures - 1, 30)
-            delay = min(self.max_backoff, delay * random.uniform(0.8, 1.2))
-            self._server_wait = False
+            delay = retry_delay(
+                self._failures,
+                self.base_backoff,
+                self.max_backoff,
+                outcome.retry_after,
+                random.uniform(0.8, 1.2),
+            )
+        self._server_wait = outcome.retry_after is not None
         level = logging.WARNING if self._failures == 1 else logging.DEBUG
         logger.log(
             level,
@@ -451,7 +651,7 @@ def _reset_in_child(ref: weakref.ref[Engine]) -> None:
         engine.after_fork_in_child()
 
 
-def _mirror_at_exit(ref: weakref.ref[Engine]) -> None:
+def _at_exit(ref: weakref.ref[Engine]) -> None:
     engine = ref()
     if engine is not None:
-        engine.mirror_to_spool()
+        engine.at_exit()

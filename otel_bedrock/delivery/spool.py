@@ -2,12 +2,15 @@
 
 Rows are keyed by the event uuid, so writing the same event twice keeps one row. Several
 processes may share a file (the workers of a pre-forking server): a worker claims rows with a
-lease (``claimed_by``, ``claimed_until``) in one statement, so no two processes send the same
-row at the same time; a claim is released when the send fails and expires by itself when its
-process dies. Rows are deleted once PostHog accepted them.
+lease (``claimed_by``, ``claimed_until``) inside one write transaction, so no two processes send
+the same row at the same time; a claim is renewed while its rows are being sent, released when
+the send fails or the process stops, and expires by itself when its process dies. Rows are
+deleted once PostHog accepted them.
 
 The spool is bounded: rows older than ``max_age_seconds`` and, past ``max_bytes``, the oldest
-rows are evicted; evictions are counted and logged (at most one warning a minute).
+rows are evicted, never rows under a live claim; evictions are counted and logged (at most one
+warning a minute). The total size and row count are kept in a one-row ``meta`` table that
+triggers update in the same transaction, so writes never scan the whole table.
 
 Every method may be called from any thread; a lock serialises use of the connection.
 """
@@ -28,7 +31,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_AGE_SECONDS = 72 * 3600.0
+BUSY_TIMEOUT = 10.0
 _EVICTION_LOG_INTERVAL = 60.0
+_AGE_CHECK_INTERVAL = 5.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -40,7 +45,25 @@ CREATE TABLE IF NOT EXISTS events (
     claimed_until REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_by_age ON events (created_at);
+CREATE TABLE IF NOT EXISTS meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    rows INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (id, rows, bytes)
+    SELECT 1, COUNT(*), COALESCE(SUM(size), 0) FROM events;
+CREATE TRIGGER IF NOT EXISTS events_added AFTER INSERT ON events BEGIN
+    UPDATE meta SET rows = rows + 1, bytes = bytes + NEW.size WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS events_removed AFTER DELETE ON events BEGIN
+    UPDATE meta SET rows = rows - 1, bytes = bytes - OLD.size WHERE id = 1;
+END;
 """
+
+
+def serialise(event: dict[str, Any]) -> str:
+    """Compact JSON for one event; values JSON does not know are written as their text."""
+    return json.dumps(event, separators=(",", ":"), default=str)
 
 
 @dataclass(frozen=True)
@@ -89,6 +112,8 @@ class Spool:
         self.max_age_seconds = max_age_seconds
         self.evicted = 0
         self.on_evict: Callable[[int], None] | None = None
+        self._age_check_interval = min(_AGE_CHECK_INTERVAL, max_age_seconds / 10)
+        self._next_age_check = float("-inf")
         self._lock = threading.Lock()
         self._last_eviction_log = float("-inf")
         self._connection: sqlite3.Connection | None = None
@@ -103,11 +128,15 @@ class Spool:
         if self._connection is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(
-                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(_SCHEMA)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+                connection.executescript(_SCHEMA)
+            except BaseException:
+                connection.close()
+                raise
             self._connection = connection
 
         return self._connection
@@ -128,8 +157,14 @@ class Spool:
             self._connection = None
             self._closed = True
 
-    def put(self, events: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    def put(
+        self, events: Sequence[dict[str, Any]], busy_timeout: float = BUSY_TIMEOUT
+    ) -> tuple[int, int]:
         """Store wire-format events (those already stored are kept as they are).
+
+        Args:
+            events: The events, each with a ``uuid``.
+            busy_timeout: Seconds to wait for another process's write to end.
 
         Returns:
             The number of rows added and the number of rows evicted to respect the bounds.
@@ -137,24 +172,20 @@ class Spool:
         now = time.time()
         rows = []
         for event in events:
-            payload = json.dumps(event, separators=(",", ":"))
+            payload = serialise(event)
             rows.append((str(event["uuid"]), payload, len(payload), now))
-        with self._lock:
-            connection = self._connect()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                before = connection.total_changes
-                connection.executemany(
-                    "INSERT OR IGNORE INTO events (uuid, payload, size, created_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    rows,
-                )
-                added = connection.total_changes - before
-                evicted = self._evict(connection, now)
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+
+        def insert(connection: sqlite3.Connection) -> int:
+            before = connection.total_changes
+            connection.executemany(
+                "INSERT OR IGNORE INTO events (uuid, payload, size, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                rows,
+            )
+            # Each inserted row also changed ``meta`` through its trigger.
+            return (connection.total_changes - before) // 2
+
+        added, evicted = self._write(insert, now, busy_timeout)
         self._note_evictions(evicted)
 
         return added, evicted
@@ -162,25 +193,31 @@ class Spool:
     def claim(self, limit: int, owner: str, lease_seconds: float) -> list[dict[str, Any]]:
         """Lease up to ``limit`` unclaimed rows, oldest first, and return their events."""
         now = time.time()
-        with self._lock:
-            connection = self._connect()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                evicted = self._evict(connection, now)
-                claimed = connection.execute(
-                    "UPDATE events SET claimed_by = ?, claimed_until = ? WHERE uuid IN ("
-                    "SELECT uuid FROM events WHERE claimed_until < ? "
-                    "ORDER BY created_at, rowid LIMIT ?) RETURNING created_at, rowid, payload",
-                    (owner, now + lease_seconds, now, limit),
-                ).fetchall()
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-        self._note_evictions(evicted)
-        claimed.sort(key=lambda row: (row[0], row[1]))
 
-        return [json.loads(row[2]) for row in claimed]
+        def take(connection: sqlite3.Connection) -> list[tuple[str, str]]:
+            found: list[tuple[str, str]] = connection.execute(
+                "SELECT uuid, payload FROM events WHERE claimed_until < ? "
+                "ORDER BY created_at, rowid LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            connection.executemany(
+                "UPDATE events SET claimed_by = ?, claimed_until = ? WHERE uuid = ?",
+                [(owner, now + lease_seconds, uuid) for uuid, _ in found],
+            )
+            return found
+
+        claimed, evicted = self._write(take, now, BUSY_TIMEOUT, evict_first=True)
+        self._note_evictions(evicted)
+
+        return [json.loads(payload) for _, payload in claimed]
+
+    def renew(self, uuids: Sequence[str], owner: str, lease_seconds: float) -> None:
+        """Extend this owner's lease on rows it is still sending by ``lease_seconds`` from now."""
+        until = time.time() + lease_seconds
+        self._run_for_each(
+            "UPDATE events SET claimed_until = ? WHERE uuid = ? AND claimed_by = ?",
+            [(until, uuid, owner) for uuid in uuids],
+        )
 
     def release(self, uuids: Sequence[str], owner: str) -> None:
         """Give back the lease on rows this owner claimed, so they can be sent again."""
@@ -188,6 +225,13 @@ class Spool:
             "UPDATE events SET claimed_by = NULL, claimed_until = 0 "
             "WHERE uuid = ? AND claimed_by = ?",
             [(uuid, owner) for uuid in uuids],
+        )
+
+    def release_owner(self, owner: str) -> None:
+        """Give back every lease this owner holds (when its process stops sending)."""
+        self._run_for_each(
+            "UPDATE events SET claimed_by = NULL, claimed_until = 0 WHERE claimed_by = ?",
+            [(owner,)],
         )
 
     def delete(self, uuids: Sequence[str]) -> None:
@@ -198,15 +242,12 @@ class Spool:
         """Rows, bytes, the oldest row's age and the claimed rows, now."""
         now = time.time()
         with self._lock:
-            rows, size, oldest, claimed = (
-                self._connect()
-                .execute(
-                    "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created_at), "
-                    "COALESCE(SUM(claimed_until >= ?), 0) FROM events",
-                    (now,),
-                )
-                .fetchone()
-            )
+            connection = self._connect()
+            rows, size = connection.execute("SELECT rows, bytes FROM meta WHERE id = 1").fetchone()
+            (oldest,) = connection.execute("SELECT MIN(created_at) FROM events").fetchone()
+            (claimed,) = connection.execute(
+                "SELECT COUNT(*) FROM events WHERE claimed_until >= ?", (now,)
+            ).fetchone()
 
         return SpoolStatus(
             rows=int(rows),
@@ -215,7 +256,37 @@ class Spool:
             claimed=int(claimed),
         )
 
-    def _run_for_each(self, statement: str, parameters: list[tuple[str, ...]]) -> None:
+    def _write(
+        self,
+        work: Callable[[sqlite3.Connection], Any],
+        now: float,
+        busy_timeout: float,
+        evict_first: bool = False,
+    ) -> tuple[Any, int]:
+        """Run ``work`` and the eviction due in one write transaction; its result, evictions."""
+        with self._lock:
+            connection = self._connect()
+            connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    # Evict before a claim (it would spare the rows just claimed), after a put.
+                    evicted = self._evict(connection, now) if evict_first else 0
+                    result = work(connection)
+                    if not evict_first:
+                        evicted = self._evict(connection, now)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+            finally:
+                if busy_timeout != BUSY_TIMEOUT:
+                    connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+
+        return result, evicted
+
+    def _run_for_each(self, statement: str, parameters: Sequence[tuple[Any, ...]]) -> None:
         if not parameters:
             return
         with self._lock:
@@ -225,24 +296,41 @@ class Spool:
                 connection.executemany(statement, parameters)
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
                 raise
 
     def _evict(self, connection: sqlite3.Connection, now: float) -> int:
-        """Delete rows past the age bound, then the oldest rows past the size bound."""
-        before = connection.total_changes
-        connection.execute("DELETE FROM events WHERE created_at < ?", (now - self.max_age_seconds,))
-        (total,) = connection.execute("SELECT COALESCE(SUM(size), 0) FROM events").fetchone()
-        excess = int(total) - self.max_bytes
-        if excess > 0:
+        """Delete unclaimed rows past the age bound (checked every few seconds) or size bound."""
+        evicted = 0
+        if now >= self._next_age_check:
+            self._next_age_check = now + self._age_check_interval
+            before = connection.total_changes
             connection.execute(
-                "DELETE FROM events WHERE uuid IN (SELECT uuid FROM (SELECT uuid, "
-                "SUM(size) OVER (ORDER BY created_at, rowid) - size AS before FROM events) "
-                "WHERE before < ?)",
-                (excess,),
+                "DELETE FROM events WHERE created_at < ? AND claimed_until < ?",
+                (now - self.max_age_seconds, now),
             )
+            evicted += (connection.total_changes - before) // 2
+        (total,) = connection.execute("SELECT bytes FROM meta WHERE id = 1").fetchone()
+        excess = int(total) - self.max_bytes
+        while excess > 0:
+            oldest = connection.execute(
+                "SELECT uuid, size FROM events WHERE claimed_until < ? "
+                "ORDER BY created_at, rowid LIMIT 100",
+                (now,),
+            ).fetchall()
+            if not oldest:
+                break
+            doomed = []
+            for uuid, size in oldest:
+                if excess <= 0:
+                    break
+                doomed.append((uuid,))
+                excess -= int(size)
+            connection.executemany("DELETE FROM events WHERE uuid = ?", doomed)
+            evicted += len(doomed)
 
-        return connection.total_changes - before
+        return evicted
 
     def _note_evictions(self, count: int) -> None:
         """Count evicted rows and warn about them, at most once a minute."""

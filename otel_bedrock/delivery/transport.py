@@ -4,11 +4,12 @@
 :class:`Transport` posts a batch with ``posthog.request.batch_post`` (gzip) and sorts its
 events into sent, dropped and to-retry:
 
-- 200: sent.
+- any 2xx: sent.
 - 400: the batch is split in halves until the rejected events are alone; those are dropped.
 - 413: the batch is split in halves; a single event has its content fields truncated and is
   sent again, and is dropped only when it is still refused.
 - 401: nothing is sent; the events wait (a fixed key and a restart deliver them).
+- 3xx, 404, 405: the host is not a PostHog ingestion host; the events wait (configuration).
 - 5xx, 429, any other status, network errors and timeouts: the events wait, and the server's
   ``Retry-After`` is kept.
 
@@ -28,6 +29,8 @@ from typing import Any
 import requests
 from posthog.request import AI_EVENTS_ENDPOINT, EVENTS_ENDPOINT, APIError, batch_post
 
+from otel_bedrock._once import warn_once
+
 logger = logging.getLogger(__name__)
 
 LIB_NAME = "otel-bedrock"
@@ -36,12 +39,12 @@ DEFAULT_MAX_EVENT_BYTES = 900_000
 _TRUNCATION_MARK = " [truncated]"
 
 Post = Callable[[list[dict[str, Any]], str], None]
+"""Sends one batch; raises ``APIError`` or a ``requests`` exception when it was not accepted."""
 
 # PostHog's LLM analytics endpoint takes events up to 8 MiB (posthog-python's AI lane); stay
 # below it, and keep each request under the batch limit.
 AI_MAX_EVENT_BYTES = 7 * 1024 * 1024
 AI_BATCH_BYTES = 4 * 1024 * 1024
-"""Sends one batch; raises ``APIError`` or a ``requests`` exception when it was not accepted."""
 
 
 def _lib_version() -> str:
@@ -52,12 +55,20 @@ def _lib_version() -> str:
 
 
 def to_wire(event: Any) -> dict[str, Any]:
-    """The batch-API object for one ``CaptureEvent``, its timestamp in ISO 8601 UTC."""
+    """The batch-API object for one ``CaptureEvent``, its timestamp in ISO 8601 UTC.
+
+    Property values JSON does not know (datetimes, decimals, objects) become their text.
+    """
     timestamp: datetime = event.timestamp
     if timestamp.tzinfo is None:
         timestamp = timestamp.replace(tzinfo=UTC)
+    properties: dict[str, Any] = event.properties
+    try:
+        json.dumps(properties)
+    except (TypeError, ValueError):
+        properties = json.loads(json.dumps(properties, default=str))
     properties = {
-        **event.properties,
+        **properties,
         "$lib": LIB_NAME,
         "$lib_version": _lib_version(),
         # Server-side events: the sender's IP says nothing about the user.
@@ -76,7 +87,7 @@ def to_wire(event: Any) -> dict[str, Any]:
 
 def wire_size(event: dict[str, Any]) -> int:
     """The serialised size of an event, non-ASCII text escaped (an upper bound on its bytes)."""
-    return len(json.dumps(event))
+    return len(json.dumps(event, default=str))
 
 
 def _cap_strings(value: Any, cap: int) -> Any:
@@ -148,6 +159,7 @@ class BatchOutcome:
         retry: Events to send again later.
         retry_after: The wait PostHog asked for, if it did.
         unauthorized: PostHog refused the project key (401).
+        misdirected: The host answered like no PostHog ingestion host (3xx, 404, 405).
         error: The last failure, for the logs.
     """
 
@@ -156,6 +168,7 @@ class BatchOutcome:
     retry: list[dict[str, Any]] = field(default_factory=list)
     retry_after: float | None = None
     unauthorized: bool = False
+    misdirected: bool = False
     error: str = ""
 
 
@@ -185,6 +198,7 @@ class Transport:
         self._timeout = timeout
         self._post = post or self._http_post
         self._session = requests.Session()
+        self._before_attempt: Callable[[], None] | None = None
 
     def after_fork(self) -> None:
         """Use new connections in a forked child (the parent's sockets are not ours)."""
@@ -209,7 +223,9 @@ class Transport:
         limit = AI_MAX_EVENT_BYTES if _is_ai(event) else self.max_event_bytes
         fitted = fit(event, limit)
         if fitted is not event and fitted is not None:
-            logger.warning(
+            warn_once(
+                logger,
+                "posthog_event_truncated",
                 "posthog_event_truncated uuid=%s event=%s size=%s limit=%s",
                 event.get("uuid"),
                 event.get("event"),
@@ -219,8 +235,16 @@ class Transport:
 
         return fitted
 
-    def deliver(self, batch: list[dict[str, Any]]) -> BatchOutcome:
-        """Send a batch, splitting it where PostHog refuses part of it."""
+    def deliver(
+        self, batch: list[dict[str, Any]], before_attempt: Callable[[], None] | None = None
+    ) -> BatchOutcome:
+        """Send a batch, splitting it where PostHog refuses part of it.
+
+        Args:
+            batch: Wire-format events.
+            before_attempt: Called before each request (renews the spool claim of the batch).
+        """
+        self._before_attempt = before_attempt
         outcome = BatchOutcome()
         ready = []
         for event in batch:
@@ -245,7 +269,7 @@ class Transport:
             outcome.retry.extend(batch)
             return
         status, detail, retry_after = self._attempt(batch, path)
-        if status == 200:
+        if 200 <= status < 300:
             outcome.sent.extend(str(event["uuid"]) for event in batch)
         elif status in (400, 413) and len(batch) > 1:
             middle = len(batch) // 2
@@ -259,6 +283,7 @@ class Transport:
             outcome.retry.extend(batch)
             outcome.retry_after = retry_after
             outcome.unauthorized = status == 401
+            outcome.misdirected = 300 <= status < 400 or status in (404, 405)
             outcome.error = f"{status} {detail}" if status else detail
 
     def _shrink(
@@ -269,7 +294,9 @@ class Transport:
         if smaller is None:
             outcome.dropped.append((str(event["uuid"]), f"413 {detail}"))
             return
-        logger.warning(
+        warn_once(
+            logger,
+            "posthog_event_truncated_after_413",
             "posthog_event_truncated uuid=%s event=%s size=%s after=413",
             event.get("uuid"),
             event.get("event"),
@@ -279,6 +306,11 @@ class Transport:
 
     def _attempt(self, batch: list[dict[str, Any]], path: str) -> tuple[int, str, float | None]:
         """Post once; the status (0 for a network failure), a detail and any Retry-After."""
+        if self._before_attempt is not None:
+            try:
+                self._before_attempt()
+            except Exception:  # an expired claim only risks a duplicate
+                logger.debug("posthog_claim_renewal_failed", exc_info=True)
         try:
             self._post(batch, path)
         except APIError as error:

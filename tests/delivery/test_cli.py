@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from otel_bedrock.config import load_settings
 from otel_bedrock.delivery.spool import Spool
 from otel_bedrock.delivery.transport import to_wire
 from otel_bedrock.delivery_cli import spool_command
@@ -48,3 +50,36 @@ def test_status_without_a_spool(tmp_path: Path) -> None:
     assert result.output == (
         f"path={missing} rows=0 bytes=0 oldest_age_seconds=0 claimed=0 (no spool file)\n"
     )
+
+
+def test_drain_uses_the_configured_bounds_and_fails_on_eviction(
+    posthog: CaptureEmulator, spool_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drain applies OTEL_BEDROCK_SPOOL_MAX_MB and exits 1 when it had to evict events."""
+    events = make_events(4)
+    spool = Spool(spool_file)
+    spool.put([to_wire(event) for event in events])
+    size = spool.status().bytes // 4
+    spool.close()
+    monkeypatch.setenv("OTEL_BEDROCK_SPOOL_MAX_MB", str(2.5 * size / (1024 * 1024)))
+
+    drain = CliRunner().invoke(
+        spool_command,
+        ["drain", "--path", str(spool_file), "--api-key", KEY, "--host", posthog.url],
+    )
+    assert drain.exit_code == 1, drain.output
+    assert drain.output == (
+        f"path={spool_file} sent=2 retried=0 spooled=0 evicted=2 dropped=0 left=0\n"
+    )
+    assert sorted(received(posthog)) == sorted(event.uuid for event in events[2:])
+
+
+def test_default_spool_file_does_not_depend_on_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two project keys on one host share the default spool file; another host does not."""
+    monkeypatch.delenv("OTEL_BEDROCK_SPOOL_PATH", raising=False)
+    wrong = load_settings(api_key="phc_wrong", host="https://us.i.posthog.com")
+    fixed = load_settings(api_key="phc_fixed", host="https://us.i.posthog.com")
+    other = load_settings(api_key="phc_fixed", host="https://eu.i.posthog.com")
+
+    assert wrong.spool_path == fixed.spool_path
+    assert wrong.spool_path != other.spool_path

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from otel_bedrock.delivery.spool import Spool
@@ -78,3 +80,46 @@ def test_eviction_by_age(spool_file: Path) -> None:
 
     assert spool.evicted == 2
     assert [row["uuid"] for row in spool.claim(10, "a", 30)] == ["uuid-003"]
+
+
+def test_totals_are_kept_in_meta(spool_file: Path) -> None:
+    """The meta table holds the rows and bytes, updated by puts, deletes and evictions."""
+    spool = Spool(spool_file, max_bytes=1_000)
+    spool.put([_event(number, size=200) for number in range(3)])
+    spool.delete(["uuid-001"])
+    spool.put([_event(9, size=200) for _ in range(2)])
+
+    reader = sqlite3.connect(spool_file)
+    try:
+        meta = reader.execute("SELECT rows, bytes FROM meta").fetchone()
+        actual = reader.execute("SELECT COUNT(*), SUM(size) FROM events").fetchone()
+    finally:
+        reader.close()
+    assert meta == (3, 3 * 256)
+    assert actual == (3, 3 * 256)
+    assert spool.status().bytes == 3 * 256
+
+
+def test_eviction_spares_live_claims(spool_file: Path) -> None:
+    """Rows under a live claim are not evicted by the size bound; the oldest free ones are."""
+    spool = Spool(spool_file, max_bytes=1_000)
+    spool.put([_event(number, size=200) for number in range(3)])
+    assert len(spool.claim(2, "sender", 30)) == 2
+    for number in range(3, 6):
+        spool.put([_event(number, size=200)])
+
+    assert spool.evicted == 3
+    uuids = [row["uuid"] for row in spool.claim(10, "other", 30)]
+    assert uuids == ["uuid-005"]
+    spool.release_owner("sender")
+    assert [row["uuid"] for row in spool.claim(10, "other", 30)] == ["uuid-000", "uuid-001"]
+
+
+def test_unserialisable_values_are_stored_as_text(spool_file: Path) -> None:
+    """A datetime in an event is stored as its text instead of failing the whole put."""
+    spool = Spool(spool_file)
+    when = datetime(2025, 1, 2, tzinfo=UTC)
+
+    assert spool.put([{"uuid": "u-1", "properties": {"when": when}}, _event(2)]) == (2, 0)
+    rows = spool.claim(10, "a", 30)
+    assert rows[0] == {"uuid": "u-1", "properties": {"when": "2025-01-02 00:00:00+00:00"}}
