@@ -1,0 +1,1 @@
+"""The otel-bedrock collector: OTLP in from any service, PostHog events out."""
