@@ -113,8 +113,17 @@ class BedrockCall:
         return round((self.end_time_ns - self.start_time_ns) / 1_000_000, 3)
 
 
-def describe(span: SpanData, profiles: Mapping[str, str] | None = None) -> BedrockCall | None:
-    """The Bedrock call a finished span traced, or None if it traced something else."""
+def describe(
+    span: SpanData,
+    profiles: Mapping[str, str] | None = None,
+    identity_keys: Sequence[str] = (),
+) -> BedrockCall | None:
+    """The Bedrock call a finished span traced, or None if it traced something else.
+
+    ``profiles`` maps application inference profile ARNs to base models; ``identity_keys``
+    names more attributes that name the person (after ``posthog.distinct_id``, ``user.id``
+    and ``enduser.id``).
+    """
     values = span.attributes or {}
     operation = values.get(attr.RPC_METHOD)
     if values.get(attr.RPC_SERVICE) != attr.BEDROCK_RUNTIME_SERVICE:
@@ -141,7 +150,7 @@ def describe(span: SpanData, profiles: Mapping[str, str] | None = None) -> Bedro
         span_id=format(context.span_id, "016x"),
         start_time_ns=span.start_time or 0,
         end_time_ns=span.end_time or span.start_time or 0,
-        distinct_id=distinct_id_from_attributes(values),
+        distinct_id=distinct_id_from_attributes(values, identity_keys),
         stop_reason=_stop_reason(values),
         stream=stream,
         stream_completed=bool(completed) if stream and completed is not None else None,

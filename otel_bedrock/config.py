@@ -41,6 +41,7 @@ ENV_NAMES = {
     "max_queue": "OTEL_BEDROCK_MAX_QUEUE",
     "shutdown_timeout": "OTEL_BEDROCK_SHUTDOWN_TIMEOUT",
     "verify_key": "OTEL_BEDROCK_VERIFY_KEY",
+    "identity_keys": "OTEL_BEDROCK_IDENTITY_KEYS",
 }
 
 
@@ -96,6 +97,11 @@ class Settings(BaseSettings):
     inference_profiles: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         validation_alias="OTEL_BEDROCK_INFERENCE_PROFILES",
+    )
+    # More span attributes that name the PostHog person, read after the standard ones.
+    identity_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        validation_alias="OTEL_BEDROCK_IDENTITY_KEYS",
     )
 
     @property
@@ -169,6 +175,23 @@ class Settings(BaseSettings):
             profiles[arn.strip()] = model.strip()
 
         return profiles
+
+    @field_validator("identity_keys", mode="before")
+    @classmethod
+    def _parse_identity_keys(cls, value: Any) -> Any:
+        """Attribute names, from a comma-separated string or a list (configuration file)."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list | tuple):
+            return value
+        keys = []
+        for key in value:
+            if not isinstance(key, str):
+                raise ValueError(f"expected attribute names, got {key!r}")
+            if key.strip():
+                keys.append(key.strip())
+
+        return tuple(keys)
 
 
 def _field_names() -> dict[str, str]:

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_bedrock._once import warn_once
-from otel_bedrock.calls import BedrockCall, describe
+from otel_bedrock.calls import BedrockCall, SpanData, describe
 from otel_bedrock.config import Settings, load_settings
 from otel_bedrock.delivery import PostHogDelivery
 from otel_bedrock.errors import ConfigError
@@ -70,9 +70,12 @@ class PostHogSpanExporter(SpanExporter):
             self.settings.content_capture,
         )
 
-    def events_for(self, span: ReadableSpan) -> list[CaptureEvent]:
-        """The PostHog events for one finished span (none for non-Bedrock spans)."""
-        call = describe(span, self._profiles)
+    def events_for(self, span: SpanData) -> list[CaptureEvent]:
+        """The PostHog events for one finished span (none for non-Bedrock spans).
+
+        Any object that reads like a finished span will do (spans received over OTLP too).
+        """
+        call = describe(span, self._profiles, self.settings.identity_keys)
         if call is None:
             return []
         if not self.settings.content_capture:

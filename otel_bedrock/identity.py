@@ -2,7 +2,8 @@
 
 Sources, first match wins:
 
-1. an attribute on the span itself (``posthog.distinct_id``, ``user.id``, ``enduser.id``);
+1. an attribute on the span itself (``posthog.distinct_id``, ``user.id``, ``enduser.id``, then
+   the names of the ``identity_keys`` setting, read by the exporter);
 2. OpenTelemetry baggage with one of the same keys (propagated from an upstream service, for
    example in a W3C ``baggage`` header);
 3. :func:`identify`, our context manager;
@@ -18,7 +19,7 @@ the span, and an attribute set on the span itself still wins.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -66,9 +67,15 @@ def current_distinct_id() -> str | None:
     return from_posthog if isinstance(from_posthog, str) and from_posthog else None
 
 
-def distinct_id_from_attributes(attributes: Mapping[str, Any]) -> str | None:
-    """The distinct id named by span attributes, or None."""
-    for key in (*IDENTITY_KEYS, CONTEXT_DISTINCT_ID):
+def distinct_id_from_attributes(
+    attributes: Mapping[str, Any], extra_keys: Sequence[str] = ()
+) -> str | None:
+    """The distinct id named by span attributes, or None.
+
+    ``extra_keys`` (the ``identity_keys`` setting) are read after the standard keys and before
+    the identity the caller's context gave.
+    """
+    for key in (*IDENTITY_KEYS, *extra_keys, CONTEXT_DISTINCT_ID):
         value = attributes.get(key)
         if isinstance(value, str) and value:
             return value

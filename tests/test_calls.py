@@ -10,6 +10,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 from otel_bedrock.calls import describe
+from otel_bedrock.config import load_settings
+from otel_bedrock.delivery import PostHogDelivery
+from otel_bedrock.exporter import PostHogSpanExporter
 
 
 def finished_span(attributes: dict[str, Any], error: str | None = None) -> ReadableSpan:
@@ -137,3 +140,38 @@ def test_stream_completion_unknown_is_left_unknown() -> None:
     assert call is not None
     assert call.stream is True
     assert call.stream_completed is None
+
+
+def test_identity_keys_name_the_person_after_the_standard_keys() -> None:
+    """An extra identity key beats the caller's context but not user.id on the span."""
+    keys = ("tenant.user",)
+    extra = {"tenant.user": "t-7", "bedrock.context.distinct_id": "from-context"}
+    span = finished_span(upstream_attributes("Converse", "amazon.nova-micro-v1:0", **extra))
+    both = finished_span(
+        upstream_attributes("Converse", "amazon.nova-micro-v1:0", **extra, **{"user.id": "u-1"})
+    )
+
+    assert _distinct_id(span, ()) == "from-context"
+    assert _distinct_id(span, keys) == "t-7"
+    assert _distinct_id(both, keys) == "u-1"
+
+
+def test_exporter_honours_the_identity_keys_setting() -> None:
+    """The exporter's events name the person an identity_keys attribute gives."""
+    settings = load_settings(api_key="phc_test", identity_keys="tenant.user")
+    delivery = PostHogDelivery("phc_test", "http://127.0.0.1:9", spool_path=None)
+    exporter = PostHogSpanExporter(settings=settings, delivery=delivery)
+    span = finished_span(
+        upstream_attributes("Converse", "amazon.nova-micro-v1:0", **{"tenant.user": "t-7"})
+    )
+
+    [event] = exporter.events_for(span)
+
+    assert event.distinct_id == "t-7"
+    assert "$process_person_profile" not in event.properties
+
+
+def _distinct_id(span: ReadableSpan, keys: tuple[str, ...]) -> str | None:
+    call = describe(span, identity_keys=keys)
+    assert call is not None
+    return call.distinct_id

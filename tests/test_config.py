@@ -115,3 +115,22 @@ def test_a_services_own_short_variables_are_not_ours(monkeypatch: pytest.MonkeyP
     assert settings.posthog_api_key is None
     assert settings.posthog_host == "https://us.i.posthog.com"
     assert settings.content_capture is False
+
+
+def test_identity_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_BEDROCK_IDENTITY_KEYS is a comma-separated list of attribute names."""
+    monkeypatch.setenv("OTEL_BEDROCK_IDENTITY_KEYS", " tenant.user ,, app.account_id")
+
+    assert load_settings().identity_keys == ("tenant.user", "app.account_id")
+
+
+def test_identity_keys_as_a_list_in_a_configuration_file() -> None:
+    """A YAML list of attribute names is read as given; none by default."""
+    assert load_settings(identity_keys=["tenant.user"]).identity_keys == ("tenant.user",)
+    assert load_settings().identity_keys == ()
+
+
+def test_identity_keys_must_be_names() -> None:
+    """A number among the identity keys is refused, naming the setting."""
+    with pytest.raises(ConfigError, match="identity_keys=.*expected attribute names"):
+        load_settings(identity_keys=["tenant.user", 7])
