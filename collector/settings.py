@@ -1,0 +1,183 @@
+"""The collector's own settings, and the PostHog settings it shares with the in-process exporter.
+
+:class:`CollectorSettings` holds what only the service needs (where to listen, the bearer
+token, request limits, how long a span waits for its content). Each is read from its
+``OTEL_BEDROCK_COLLECTOR_*`` environment variable; keyword arguments (command-line flags)
+win. The PostHog side (project key, host, prices, identity keys, content capture, spool) is
+the same :class:`otel_bedrock.config.Settings` the exporter uses, read from the ``posthog``
+exporter block of an OpenTelemetry declarative configuration file when one is given
+(``OTEL_CONFIG_FILE``), else from the environment: see :func:`posthog_settings`.
+
+Everything here runs once, at start; a bad value raises
+:class:`~otel_bedrock.errors.ConfigError` naming the setting or the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from otel_bedrock.config import Settings, load_settings
+from otel_bedrock.errors import ConfigError
+
+PREFIX = "OTEL_BEDROCK_COLLECTOR_"
+MIB = 1024 * 1024
+
+
+class CollectorSettings(BaseSettings):
+    """Settings of the collector service. Build with :func:`load_collector_settings`.
+
+    Attributes:
+        host: Interface to listen on; loopback unless told otherwise.
+        http_port: OTLP/HTTP port; 0 turns OTLP/HTTP off.
+        grpc_port: OTLP/gRPC port; 0 turns OTLP/gRPC off.
+        token: When set, every request must carry ``Authorization: Bearer <token>``.
+        max_request_bytes: Largest request body, compressed and decompressed.
+        rate_limit: Requests per second each server accepts; 0 means no limit.
+        burst: Requests accepted at once above the rate; by default one second's worth.
+        content_wait: Seconds a Bedrock span waits for its content log records when content
+            capture is on.
+        config_file: An OpenTelemetry declarative configuration file with a ``posthog``
+            exporter block (``OTEL_CONFIG_FILE`` by default).
+    """
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, env_ignore_empty=True, case_sensitive=True
+    )
+
+    host: str = Field(default="127.0.0.1", min_length=1, validation_alias=f"{PREFIX}HOST")
+    http_port: int = Field(default=4318, ge=0, le=65535, validation_alias=f"{PREFIX}HTTP_PORT")
+    grpc_port: int = Field(default=4317, ge=0, le=65535, validation_alias=f"{PREFIX}GRPC_PORT")
+    token: SecretStr | None = Field(default=None, validation_alias=f"{PREFIX}TOKEN")
+    max_request_bytes: int = Field(
+        default=8 * MIB, gt=0, validation_alias=f"{PREFIX}MAX_REQUEST_BYTES"
+    )
+    rate_limit: float = Field(default=0.0, ge=0, validation_alias=f"{PREFIX}RATE_LIMIT")
+    burst: int | None = Field(default=None, gt=0, validation_alias=f"{PREFIX}BURST")
+    content_wait: float = Field(default=2.0, ge=0, le=60, validation_alias=f"{PREFIX}CONTENT_WAIT")
+    config_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(f"{PREFIX}CONFIG_FILE", "OTEL_CONFIG_FILE"),
+    )
+
+    @property
+    def rate_burst(self) -> int:
+        """Requests accepted at once: ``burst``, else one second's worth (at least one)."""
+        if self.burst is not None:
+            return self.burst
+
+        return max(1, round(self.rate_limit))
+
+    @model_validator(mode="after")
+    def _check(self) -> CollectorSettings:
+        if self.http_port == 0 and self.grpc_port == 0:
+            raise ValueError(
+                f"{PREFIX}HTTP_PORT and {PREFIX}GRPC_PORT are both 0: nothing would listen"
+            )
+        if self.token is not None and not self.token.get_secret_value().strip():
+            raise ValueError(f"{PREFIX}TOKEN is blank")
+        if self.config_file is not None and not self.config_file.is_file():
+            raise ValueError(f"{PREFIX}CONFIG_FILE / OTEL_CONFIG_FILE: no such file")
+
+        return self
+
+
+def load_collector_settings(**overrides: Any) -> CollectorSettings:
+    """Collector settings from ``overrides`` (field names; None means not given) and the
+    environment.
+
+    Raises:
+        ConfigError: naming the first bad setting and its value (the token is never shown).
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    by_alias = {_alias(key): value for key, value in given.items()}
+    try:
+        return CollectorSettings(**by_alias)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, given)) from None
+    except SettingsError as exc:
+        raise ConfigError(f"otel-bedrock collector configuration: {exc}") from None
+
+
+def _alias(field: str) -> str:
+    info = CollectorSettings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, str):
+        return alias
+    choices = getattr(alias, "choices", None)
+
+    return str(choices[0]) if choices else field
+
+
+def _describe(exc: ValidationError, given: dict[str, Any]) -> str:
+    names = {_alias(field): field for field in CollectorSettings.model_fields}
+    problems = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:
+            problems.append(message)
+            continue
+        loc = str(error["loc"][0])
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {loc!r}")
+            continue
+        field = names.get(loc, loc)
+        name = field if field in given else _alias(field)
+        value = "..." if field == "token" else error.get("input")
+        problems.append(f"{name}={value!r}: {message}")
+
+    return "otel-bedrock collector configuration: " + "; ".join(problems)
+
+
+def load_posthog_block(path: str | Path) -> dict[str, Any]:
+    """The keys of the ``posthog`` exporter block of a declarative configuration file.
+
+    The file is read by ``opentelemetry-configuration``'s own loader: ``${VAR}`` and
+    ``${VAR:-default}`` are taken from the environment, and the file is checked against the
+    configuration schema. The block is looked for under
+    ``tracer_provider.processors[*].batch.exporter`` and ``...simple.exporter``; the first one
+    found is used. Pass the result to :func:`otel_bedrock.config.load_settings`.
+
+    Raises:
+        ConfigError: when the file cannot be read, is not a valid configuration, or has no
+            ``posthog`` exporter; the message names the file.
+    """
+    # Imported here: the loader pulls in jsonschema, which only this start-up step needs.
+    from opentelemetry.configuration.file import ConfigurationError, load_config_file
+
+    try:
+        config = load_config_file(path)
+    except ConfigurationError as exc:
+        raise ConfigError(f"otel-bedrock collector configuration file {path}: {exc}") from None
+    provider = config.tracer_provider
+    for processor in provider.processors if provider is not None else ():
+        for kind in (processor.batch, processor.simple):
+            exporter = getattr(kind, "exporter", None)
+            extra = getattr(exporter, "additional_properties", None) or {}
+            if "posthog" in extra:
+                # The schema has made sure that the block is a mapping or empty.
+                return dict(extra["posthog"] or {})
+
+    raise ConfigError(
+        f"otel-bedrock collector configuration file {path}: no posthog exporter under "
+        "tracer_provider.processors[*].batch.exporter (or .simple.exporter)"
+    )
+
+
+def posthog_settings(collector: CollectorSettings) -> Settings:
+    """The PostHog settings: from the configuration file's ``posthog`` block, else the
+    environment (the environment fills what the block leaves out).
+
+    Raises:
+        ConfigError: naming the bad setting, or the file.
+    """
+    block = load_posthog_block(collector.config_file) if collector.config_file else {}
+    try:
+        return load_settings(**block)
+    except ConfigError as exc:
+        if collector.config_file is None:
+            raise
+        raise ConfigError(f"{exc} (in {collector.config_file})") from None
