@@ -24,12 +24,12 @@ import logging
 from pathlib import Path
 
 from otel_bedrock.delivery._counters import DeliveryCounters, observe
-from otel_bedrock.delivery._engine import Engine
+from otel_bedrock.delivery._engine import Engine, Pressure
 from otel_bedrock.delivery.spool import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_BYTES, Spool
 from otel_bedrock.delivery.transport import DEFAULT_MAX_EVENT_BYTES, Transport
 from otel_bedrock.events import CaptureEvent
 
-__all__ = ["DeliveryCounters", "PostHogDelivery"]
+__all__ = ["DeliveryCounters", "PostHogDelivery", "Pressure"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,15 @@ class PostHogDelivery:
             True when everything was delivered in time; False otherwise (events wait).
         """
         return self._engine.flush(timeout_seconds)
+
+    def pressure(self) -> Pressure:
+        """Whether PostHog is failing, when the next attempt is due, and whether new events
+        still have room (spool, or without one the memory queue); cheap, any thread.
+
+        A service that receives events from others refuses more while ``failing`` and
+        ``full`` are both true, asking its clients to come back after ``retry_in``.
+        """
+        return self._engine.pressure()
 
     def shutdown(self) -> None:
         """Flush for ``shutdown_timeout``, spool what is left, log the counters, stop."""

@@ -24,6 +24,7 @@ import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from otel_bedrock._once import first_time, warn_once
@@ -41,6 +42,25 @@ SHORT_BUSY_TIMEOUT = 1.0
 _CLOSED_BUSY_TIMEOUT = 0.2
 
 _Item = CaptureEvent | dict[str, Any]
+FULL_SPOOL_SHARE = 0.9
+"""Share of its size bound from which the spool counts as full (new events push out old)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pressure:
+    """How well delivery keeps up, for a service that must decide whether to take more.
+
+    Attributes:
+        failing: The last attempt failed and PostHog has not answered well since.
+        retry_in: Seconds until the next attempt (0 when one is due or under way).
+        full: Nowhere left to put new events without losing others: the spool is at
+            :data:`FULL_SPOOL_SHARE` of its size bound or its overflow is full, or, without
+            a spool, the memory queue is full.
+    """
+
+    failing: bool
+    retry_in: float
+    full: bool
 
 
 def retry_delay(
@@ -189,6 +209,20 @@ class Engine:
             event.uuid,
             None if self.spool is None else self.spool.path,
         )
+
+    def pressure(self) -> Pressure:
+        """Whether PostHog is failing and whether there is room for more; cheap, any thread."""
+        with self._cond:
+            failing = self._failures > 0
+            retry_in = max(0.0, self._backoff_until - time.monotonic()) if failing else 0.0
+            if self.spool is None:
+                full = max(len(self._queue), len(self._retry)) >= self.max_queue
+            else:
+                full = len(self._overflow) >= self.max_overflow or (
+                    self.spool.used_bytes >= FULL_SPOOL_SHARE * self.spool.max_bytes
+                )
+
+        return Pressure(failing=failing, retry_in=retry_in, full=full)
 
     # -- flush, shutdown and exit (any thread) ----------------------------------------------
 

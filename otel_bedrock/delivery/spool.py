@@ -111,6 +111,8 @@ class Spool:
         self.max_bytes = max_bytes
         self.max_age_seconds = max_age_seconds
         self.evicted = 0
+        self.used_bytes = 0
+        """Size of the stored events as of the last write or claim by this process."""
         self.on_evict: Callable[[int], None] | None = None
         self._age_check_interval = min(_AGE_CHECK_INTERVAL, max_age_seconds / 10)
         self._next_age_check = float("-inf")
@@ -119,7 +121,9 @@ class Spool:
         self._connection: sqlite3.Connection | None = None
         self._closed = False
         with self._lock:
-            self._connect()
+            connection = self._connect()
+            (stored,) = connection.execute("SELECT bytes FROM meta WHERE id = 1").fetchone()
+            self.used_bytes = int(stored)
 
     def _connect(self) -> sqlite3.Connection:
         """The open connection, opened (and the schema created) on first use."""
@@ -237,6 +241,9 @@ class Spool:
     def delete(self, uuids: Sequence[str]) -> None:
         """Remove delivered (or abandoned) rows."""
         self._run_for_each("DELETE FROM events WHERE uuid = ?", [(uuid,) for uuid in uuids])
+        with self._lock:
+            (stored,) = self._connect().execute("SELECT bytes FROM meta WHERE id = 1").fetchone()
+            self.used_bytes = int(stored)
 
     def status(self) -> SpoolStatus:
         """Rows, bytes, the oldest row's age and the claimed rows, now."""
@@ -312,6 +319,7 @@ class Spool:
             )
             evicted += (connection.total_changes - before) // 2
         (total,) = connection.execute("SELECT bytes FROM meta WHERE id = 1").fetchone()
+        self.used_bytes = int(total)
         excess = int(total) - self.max_bytes
         while excess > 0:
             oldest = connection.execute(
@@ -327,6 +335,7 @@ class Spool:
                     break
                 doomed.append((uuid,))
                 excess -= int(size)
+                self.used_bytes -= int(size)
             connection.executemany("DELETE FROM events WHERE uuid = ?", doomed)
             evicted += len(doomed)
 
