@@ -378,6 +378,8 @@ DIALECTS = {
     "botocore": _setup_botocore,
     "genai-bedrock": _setup_genai_bedrock,
     "openllmetry": _setup_openllmetry,
+    # The same instrumentation before it moved to the GenAI conventions' names (0.47.5).
+    "openllmetry-0.47": _setup_openllmetry,
     "openinference": _setup_openinference,
 }
 
