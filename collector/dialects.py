@@ -150,6 +150,8 @@ def _openinference_operation(span: ReceivedSpan) -> str | None:
 # a None value removes the attribute.
 
 Translate = Callable[[ReceivedSpan, str], dict[str, Any]]
+# The prompt and generation a span's attributes carry, as our content attributes.
+Content = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 # Cache counts under the GenAI conventions' newer names -> the names ``describe`` reads.
 _CACHE_NAMES: Final = (
@@ -202,7 +204,6 @@ def _from_genai_bedrock(span: ReceivedSpan, operation: str) -> dict[str, Any]:
     region = _region_of_endpoint(values.get("server.address"))
     if region is not None and values.get(attr.CLOUD_REGION) is None:
         added[attr.CLOUD_REGION] = region
-    added.update(_gen_ai_message_content(values))
 
     return added
 
@@ -225,10 +226,6 @@ def _from_openllmetry(span: ReceivedSpan, operation: str) -> dict[str, Any]:
     user = values.get("traceloop.association.properties.user_id")
     if user is not None and values.get(attr.USER_ID) is None:
         added[attr.USER_ID] = user
-    content = _gen_ai_message_content(values) or _content(
-        _indexed_messages(values, "gen_ai.prompt."), _indexed_messages(values, "gen_ai.completion.")
-    )
-    added.update(content)
 
     return added
 
@@ -257,19 +254,54 @@ def _from_openinference(span: ReceivedSpan, operation: str) -> dict[str, Any]:
     reason = values.get("llm.finish_reason")
     if isinstance(reason, str) and reason:
         added[attr.GEN_AI_FINISH_REASONS] = (reason,)
-    added.update(_openinference_content(values))
 
     return added
 
 
+# ---------------------------------------------------------------------------------------------
+# The prompt and generation a span's attributes carry, as our content attributes.
+
+
+def _no_content(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+def _gen_ai_content(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Content under the GenAI conventions' span attributes."""
+    prompt = _system_message(values) + _semconv_messages(values.get("gen_ai.input.messages"))
+
+    return _content(prompt, _semconv_messages(values.get("gen_ai.output.messages")))
+
+
+def _openllmetry_content(values: Mapping[str, Any]) -> dict[str, Any]:
+    """GenAI conventions' attributes, or the older ``gen_ai.prompt.N.*`` ones."""
+    return _gen_ai_content(values) or _content(
+        _indexed_messages(values, "gen_ai.prompt."), _indexed_messages(values, "gen_ai.completion.")
+    )
+
+
+def _openinference_content(values: Mapping[str, Any]) -> dict[str, Any]:
+    """OpenInference messages, else its raw ``input.value`` / ``output.value`` when plain text."""
+    prompt = _openinference_messages(values, "llm.input_messages.")
+    output = _openinference_messages(values, "llm.output_messages.")
+    if not prompt and _is_plain_text(values, "input"):
+        prompt = [("user", values["input.value"])]
+    if not output and _is_plain_text(values, "output"):
+        output = [("assistant", values["output.value"])]
+
+    return _content(prompt, output)
+
+
 @dataclass(frozen=True, slots=True)
 class _Dialect:
-    """One instrumentation: its scope name, how it names the operation, how it names the rest."""
+    """One instrumentation: its scope name, how it names the operation, how it names the rest,
+    and where it puts message content."""
 
     name: str
     scope: str
     operation: Operation
     translate: Translate
+    content: Content
 
     def made(self, span: ReceivedSpan) -> bool:
         """True when the span's scope is this instrumentation's (or a sub-scope of it)."""
@@ -277,29 +309,46 @@ class _Dialect:
 
 
 _DIALECTS: Final = (
-    _Dialect("botocore", "opentelemetry.instrumentation.botocore", _rpc_operation, _from_aws_sdk),
+    # Message content goes to log records (content_from_log), not to the span.
+    _Dialect(
+        "botocore",
+        "opentelemetry.instrumentation.botocore",
+        _rpc_operation,
+        _from_aws_sdk,
+        _no_content,
+    ),
     _Dialect(
         "genai-bedrock",
         "opentelemetry.instrumentation.genai.bedrock",
         _gen_ai_operation,
         _from_genai_bedrock,
+        _gen_ai_content,
     ),
     _Dialect(
         "openllmetry",
         "opentelemetry.instrumentation.bedrock",
         _openllmetry_operation,
         _from_openllmetry,
+        _openllmetry_content,
     ),
     _Dialect(
         "openinference",
         "openinference.instrumentation.bedrock",
         _openinference_operation,
         _from_openinference,
+        _openinference_content,
     ),
-    _Dialect("node", "@opentelemetry/instrumentation-aws-sdk", _rpc_operation, _from_node),
+    # Records no message content.
+    _Dialect(
+        "node",
+        "@opentelemetry/instrumentation-aws-sdk",
+        _rpc_operation,
+        _from_node,
+        _no_content,
+    ),
 )
 # Any other instrumentation that follows the AWS SDK conventions (Java, Go, .NET agents...).
-_AWS_SDK: Final = _Dialect("aws-sdk", "", _rpc_operation, _from_aws_sdk)
+_AWS_SDK: Final = _Dialect("aws-sdk", "", _rpc_operation, _from_aws_sdk, _no_content)
 
 DIALECTS: Final = (*(dialect.name for dialect in _DIALECTS), _AWS_SDK.name)
 """The dialect names :func:`dialect_of` returns, for counters and logs."""
@@ -323,12 +372,13 @@ def dialect_of(span: ReceivedSpan) -> str | None:
     return dialect.name if dialect is not None else None
 
 
-def canonical(span: ReceivedSpan) -> dict[str, Any] | None:
+def canonical(span: ReceivedSpan, *, content: bool = True) -> dict[str, Any] | None:
     """The span's attributes with ours added, or None when it traced no Bedrock model call.
 
     The result keeps every attribute of the span (identity keys among them) and adds ours:
     ``rpc.service`` and ``rpc.method``, the Bedrock model id, usage, cache counts, finish
-    reasons, request id, region and captured content, as far as the dialect records them.
+    reasons, request id and region, as far as the dialect records them; and, unless
+    ``content`` is False, the prompt and generation the span carries.
     """
     dialect = _dialect(span)
     if dialect is None:
@@ -337,6 +387,8 @@ def canonical(span: ReceivedSpan) -> dict[str, Any] | None:
     if operation is None:
         return None
     values = {**span.attributes, **dialect.translate(span, operation)}
+    if content:
+        values.update(dialect.content(span.attributes))
     values[attr.RPC_SERVICE] = attr.BEDROCK_RUNTIME_SERVICE
     values[attr.RPC_METHOD] = operation
 
@@ -563,13 +615,6 @@ def _system_message(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [("system", text)] if text else []
 
 
-def _gen_ai_message_content(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Content under the GenAI conventions' span attributes."""
-    prompt = _system_message(values) + _semconv_messages(values.get("gen_ai.input.messages"))
-
-    return _content(prompt, _semconv_messages(values.get("gen_ai.output.messages")))
-
-
 _INDEXED: Final = re.compile(r"(\d+)\.(.+)")
 
 
@@ -610,18 +655,6 @@ def _openinference_messages(values: Mapping[str, Any], prefix: str) -> list[tupl
             found.append((str(fields.get("message.role") or "user"), text))
 
     return found
-
-
-def _openinference_content(values: Mapping[str, Any]) -> dict[str, Any]:
-    """OpenInference messages, else its raw ``input.value`` / ``output.value`` when plain text."""
-    prompt = _openinference_messages(values, "llm.input_messages.")
-    output = _openinference_messages(values, "llm.output_messages.")
-    if not prompt and _is_plain_text(values, "input"):
-        prompt = [("user", values["input.value"])]
-    if not output and _is_plain_text(values, "output"):
-        output = [("assistant", values["output.value"])]
-
-    return _content(prompt, output)
 
 
 def _is_plain_text(values: Mapping[str, Any], name: str) -> bool:

@@ -493,3 +493,13 @@ def test_one_record_with_a_whole_call() -> None:
         "bedrock.prompt": f"{system}\n{user}",
         "bedrock.generation": JOKE,
     }
+
+
+@pytest.mark.parametrize("folder", ["genai-bedrock", "openllmetry", "openinference"])
+def test_content_left_out_when_capture_is_off(folder: str) -> None:
+    """With content off, no prompt or generation is read from the span into our names."""
+    values = canonical(only_span(folder, "converse_stream"), content=False)
+
+    assert values is not None
+    assert {"bedrock.prompt", "bedrock.prompt.messages", "bedrock.generation"}.isdisjoint(values)
+    assert values["rpc.method"] == expected(folder, "converse_stream").operation
