@@ -154,6 +154,8 @@ class PostHogDelivery:
         """
         return self._engine.pressure()
 
-    def shutdown(self) -> None:
-        """Flush for ``shutdown_timeout``, spool what is left, log the counters, stop."""
-        self._engine.shutdown(self.shutdown_timeout)
+    def shutdown(self, timeout_seconds: float | None = None) -> None:
+        """Flush for ``timeout_seconds`` (by default ``shutdown_timeout``), spool what is
+        left, log the counters, stop."""
+        budget = self.shutdown_timeout if timeout_seconds is None else max(0.0, timeout_seconds)
+        self._engine.shutdown(budget)

@@ -72,3 +72,17 @@ def test_with_spool_full_when_the_spool_reaches_its_bound(
     assert sender.flush(5)
     assert sender.pressure() == Pressure(failing=False, retry_in=0.0, full=False)
     sender.shutdown()
+
+
+def test_shutdown_keeps_to_the_budget_it_is_given(posthog: CaptureEmulator) -> None:
+    """shutdown(timeout) spends at most that long, not shutdown_timeout, when PostHog is down."""
+    url = posthog.url
+    posthog.stop()
+    sender = delivery(url, None, shutdown_timeout=30.0)
+    sender.send(make_event(0))
+    started = time.monotonic()
+
+    sender.shutdown(0.2)
+
+    assert time.monotonic() - started < 2.0
+    assert sender.counters.dropped == 1
