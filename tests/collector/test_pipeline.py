@@ -1,0 +1,408 @@
+"""The intake: received spans become the same PostHog events as in-process, once per call."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+from collector.pipeline import Accepted, Intake
+from otel_bedrock.config import load_settings
+from otel_bedrock.delivery import PostHogDelivery
+from otel_bedrock.delivery.transport import to_wire
+from otel_bedrock.events import CaptureEvent
+from otel_bedrock.exporter import PostHogSpanExporter
+from otel_bedrock.testing import CapturedEvent, CaptureEmulator, stream, validation_error
+from tests.collector.builders import LLAMA, bedrock_attributes, log, logs, span, traces
+from tests.collector.conftest import BotocoreSpans
+from tests.conftest import TEST_KEY
+from tests.test_pipeline import LLAMA_BODY, MESSAGES, converse_stream_events, llama_reply
+
+NOVA = "us.amazon.nova-micro-v1:0"
+USAGE = {"gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 3}
+
+
+def delivered(intake: Intake, capture: CaptureEmulator) -> list[CapturedEvent]:
+    """Every event PostHog received, after the intake's delivery has flushed."""
+    assert intake.delivery.flush(5)
+    return list(capture.events)
+
+
+def wire(event: CapturedEvent) -> dict[str, Any]:
+    """An event as PostHog received it, without the key it came with."""
+    return {key: value for key, value in event.items() if key != "api_key"}
+
+
+def sent(event: CaptureEvent) -> dict[str, Any]:
+    """An event as delivery sends it, in the fields PostHog keeps."""
+    return {key: value for key, value in to_wire(event).items() if key != "type"}
+
+
+def intake_counts(intake: Intake) -> dict[str, int]:
+    """The intake's own counters (without the delivery's)."""
+    names = ("received", "converted", "skipped", "duplicates", "rejected", "failed", "pending")
+    return {name: intake.counts()[name] for name in names}
+
+
+def test_upstream_botocore_spans_give_the_same_events_as_in_process(
+    make_intake: Any, botocore_spans: BotocoreSpans, capture: CaptureEmulator
+) -> None:
+    """For real upstream spans, the collector's events equal the in-process exporter's."""
+    bedrock, client = botocore_spans.bedrock, botocore_spans.client
+    bedrock.enqueue(llama_reply(), stream(converse_stream_events()), validation_error("Bad."))
+    client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+    with botocore_spans.tracer.start_as_current_span("POST /recipe"):
+        for _ in client.converse_stream(modelId=NOVA, messages=MESSAGES)["stream"]:
+            pass
+    with pytest.raises(Exception, match="Bad."):
+        client.converse(modelId=NOVA, messages=MESSAGES)
+    spans = botocore_spans.finished()
+    settings = load_settings(api_key=TEST_KEY, host=capture.url, event_schema="both")
+    unused = PostHogDelivery(TEST_KEY, capture.url, spool_path=None)
+    in_process = PostHogSpanExporter(settings=settings, delivery=unused)
+    expected = {event.uuid: sent(event) for item in spans for event in in_process.events_for(item)}
+    intake = make_intake(event_schema="both")
+
+    accepted = intake.accept_traces(encode_spans(spans))
+
+    assert accepted == Accepted()
+    received = {event["uuid"]: wire(event) for event in delivered(intake, capture)}
+    assert len(received) == 6
+    for uuid, event in expected.items():
+        assert received[uuid] == event
+    assert intake_counts(intake) == {
+        "received": 4,
+        "converted": 3,
+        "skipped": 1,
+        "duplicates": 0,
+        "rejected": 0,
+        "failed": 0,
+        "pending": 0,
+    }
+
+
+def test_event_values_from_an_upstream_span(
+    make_intake: Any, botocore_spans: BotocoreSpans, capture: CaptureEmulator
+) -> None:
+    """Tokens and cost of a Llama 3.1 8B call: 12 in, 3 out, at $0.22 per million each."""
+    botocore_spans.bedrock.enqueue(llama_reply(tokens=(12, 3)))
+    botocore_spans.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+    intake = make_intake()
+
+    intake.accept_traces(encode_spans(botocore_spans.finished()))
+
+    [event] = delivered(intake, capture)
+    properties = event["properties"]
+    assert event["event"] == "bedrock_completion"
+    assert properties["model"] == LLAMA
+    assert properties["prompt_token_count"] == 12
+    assert properties["generation_token_count"] == 3
+    assert properties["input_cost_in_dollars"] == pytest.approx(12 * 0.22e-6, abs=1e-12)
+    assert properties["output_cost_in_dollars"] == pytest.approx(3 * 0.22e-6, abs=1e-12)
+    assert properties["total_cost_in_dollars"] == pytest.approx(15 * 0.22e-6, abs=1e-12)
+    assert properties["operation"] == "InvokeModel"
+
+
+def test_other_spans_are_skipped_and_bad_ids_rejected(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Non-Bedrock spans make no event; spans with invalid ids are refused as partial success."""
+    intake = make_intake()
+    s3 = span(0x11, {"rpc.service": "S3", "rpc.method": "GetObject"})
+    server = span(0x12, {"http.route": "/recipe"}, kind=2)
+    bad = span(0x13, bedrock_attributes(**USAGE))
+    bad.trace_id = bytes(16)
+
+    accepted = intake.accept_traces(traces(s3, server, bad))
+
+    assert accepted == Accepted(1, "1 span(s) with an invalid trace or span id")
+    assert delivered(intake, capture) == []
+    assert intake_counts(intake)["received"] == 3
+    assert intake_counts(intake)["skipped"] == 2
+    assert intake_counts(intake)["rejected"] == 1
+
+
+def test_nested_spans_in_one_request_make_one_event(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Two instrumentations' spans for one call: the inner span's facts win, the outer fills in."""
+    intake = make_intake()
+    outer = span(
+        0x21,
+        bedrock_attributes(
+            **{"cloud.region": "eu-west-1", "user.id": "u-outer", "gen_ai.usage.input_tokens": 99}
+        ),
+        parent=0x20,
+        duration_ms=300,
+    )
+    inner = span(0x22, bedrock_attributes(**USAGE), parent=0x21, duration_ms=250)
+    app = span(0x20, {"http.route": "/recipe"}, kind=2)
+
+    intake.accept_traces(traces(app, inner, outer))
+
+    [event] = delivered(intake, capture)
+    properties = event["properties"]
+    assert properties["span_id"] == "0000000000000022"
+    assert properties["aws_region"] == "us-east-1"
+    assert event["distinct_id"] == "u-outer"
+    assert properties["prompt_token_count"] == 12
+    assert properties["response_time_in_ms"] == 250
+    assert intake_counts(intake)["duplicates"] == 1
+    assert intake_counts(intake)["converted"] == 1
+
+
+def test_nested_span_in_a_later_request_is_a_duplicate(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Whichever of two nested spans comes first makes the event; the other is counted."""
+    intake = make_intake()
+    inner = span(0x32, bedrock_attributes(**USAGE), parent=0x31)
+    outer = span(0x31, bedrock_attributes(**USAGE), parent=0x30)
+    other_inner = span(0x42, bedrock_attributes(**USAGE), parent=0x41)
+    other_outer = span(0x41, bedrock_attributes(**USAGE), parent=0x40)
+
+    intake.accept_traces(traces(inner))
+    intake.accept_traces(traces(outer))
+    intake.accept_traces(traces(other_outer))
+    intake.accept_traces(traces(other_inner))
+
+    events = delivered(intake, capture)
+    assert sorted(event["properties"]["span_id"] for event in events) == [
+        "0000000000000032",
+        "0000000000000041",
+    ]
+    assert intake_counts(intake)["duplicates"] == 2
+
+
+def test_a_span_sent_twice_makes_one_event(make_intake: Any, capture: CaptureEmulator) -> None:
+    """A client that re-sends a request after a lost answer does not double the call."""
+    intake = make_intake()
+    request = traces(span(0x51, bedrock_attributes(**USAGE)))
+
+    intake.accept_traces(request)
+    intake.accept_traces(request)
+
+    assert len(delivered(intake, capture)) == 1
+    assert intake_counts(intake)["duplicates"] == 1
+
+
+def test_separate_calls_under_one_parent_are_separate_events(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Two Bedrock calls made by one request handler are two events, not duplicates."""
+    intake = make_intake()
+    first = span(0x61, bedrock_attributes(**USAGE), parent=0x60)
+    second = span(0x62, bedrock_attributes(**USAGE), parent=0x60)
+
+    intake.accept_traces(traces(first))
+    intake.accept_traces(traces(second, span(0x60, {"http.route": "/recipe"})))
+
+    assert len(delivered(intake, capture)) == 2
+    assert intake_counts(intake)["duplicates"] == 0
+
+
+def user_message(span_id: int, text: str) -> Any:
+    """Upstream's content record for a user message."""
+    return log({"content": [{"text": text}]}, span_id=span_id, event_name="gen_ai.user.message")
+
+
+def choice(span_id: int, text: str) -> Any:
+    """Upstream's content record for the model's answer."""
+    return log(
+        {"index": 0, "finish_reason": "stop", "message": {"content": [{"text": text}]}},
+        span_id=span_id,
+        event_name="gen_ai.choice",
+    )
+
+
+def test_content_records_after_the_span_are_joined(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """With capture on, a span waits for its content records and the event carries them."""
+    intake = make_intake(content_wait=5.0, capture_content=True)
+
+    intake.accept_traces(traces(span(0x71, bedrock_attributes(**USAGE))))
+    assert intake_counts(intake)["pending"] == 1
+    intake.accept_logs(logs(user_message(0x71, "Eggs?")))
+    assert intake_counts(intake)["pending"] == 1
+    intake.accept_logs(logs(choice(0x71, "Omelette.")))
+    intake.shutdown(2.0)
+
+    [event] = list(capture.events)
+    assert event["properties"]["prompt"] == "Eggs?"
+    assert event["properties"]["generation"] == "Omelette."
+    assert intake.counts()["logs_joined"] == 2
+
+
+def test_content_records_before_the_span_need_no_wait(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Records that come first are kept; a span whose content is complete converts at once."""
+    intake = make_intake(content_wait=30.0, capture_content=True, event_schema="ai")
+    intake.accept_logs(
+        logs(
+            choice(0x81, "Omelette."),
+            log({"content": "Be brief."}, span_id=0x81, event_name="gen_ai.system.message"),
+            user_message(0x81, "Eggs?"),
+        )
+    )
+
+    intake.accept_traces(traces(span(0x81, bedrock_attributes(**USAGE))))
+
+    assert intake_counts(intake)["pending"] == 0
+    [event] = delivered(intake, capture)
+    assert event["properties"]["$ai_input"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Eggs?"},
+    ]
+    assert event["properties"]["$ai_output_choices"] == [
+        {"role": "assistant", "content": "Omelette."}
+    ]
+
+
+def test_without_content_the_span_goes_after_the_wait(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """With capture on and no records, the event leaves once content_wait has passed."""
+    intake = make_intake(content_wait=0.2, capture_content=True)
+    started = time.monotonic()
+
+    intake.accept_traces(traces(span(0x91, bedrock_attributes(**USAGE))))
+
+    assert capture.wait_for(1, timeout=5)
+    assert time.monotonic() - started >= 0.2
+    assert "prompt" not in capture.events[0]["properties"]
+    assert intake_counts(intake)["pending"] == 0
+
+
+def test_with_capture_off_nothing_waits_and_content_is_dropped(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Capture off: records are not kept and the span converts at once, without content."""
+    intake = make_intake(content_wait=30.0)
+
+    intake.accept_logs(logs(user_message(0xA1, "Eggs?"), choice(0xA1, "Omelette.")))
+    intake.accept_traces(traces(span(0xA1, bedrock_attributes(**USAGE))))
+
+    assert intake_counts(intake)["pending"] == 0
+    [event] = delivered(intake, capture)
+    assert "prompt" not in event["properties"]
+    assert "generation" not in event["properties"]
+    assert intake.counts()["logs_received"] == 2
+
+
+def test_joined_content_is_capped(make_intake: Any, capture: CaptureEmulator) -> None:
+    """Content from records is cut to max_content_chars like in-process content."""
+    intake = make_intake(capture_content=True, max_content_chars=4)
+    intake.accept_logs(logs(user_message(0xB1, "Eggs and spinach?"), choice(0xB1, "Omelette.")))
+
+    intake.accept_traces(traces(span(0xB1, bedrock_attributes(**USAGE))))
+
+    [event] = delivered(intake, capture)
+    assert event["properties"]["prompt"] == "Eggs"
+    assert event["properties"]["generation"] == "Omel"
+    assert event["properties"]["content_truncated"] is True
+
+
+def test_content_of_nested_spans_joins_the_one_event(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Records that name either of two nested spans end up in the call's one event."""
+    intake = make_intake(content_wait=5.0, capture_content=True)
+    intake.accept_traces(traces(span(0xC2, bedrock_attributes(**USAGE), parent=0xC1)))
+    intake.accept_logs(logs(user_message(0xC1, "Eggs?")))
+    intake.accept_traces(traces(span(0xC1, bedrock_attributes(**USAGE))))
+    intake.accept_logs(logs(choice(0xC2, "Omelette.")))
+
+    intake.shutdown(2.0)
+
+    [event] = list(capture.events)
+    assert event["properties"]["span_id"] == "00000000000000c2"
+    assert (event["properties"]["prompt"], event["properties"]["generation"]) == (
+        "Eggs?",
+        "Omelette.",
+    )
+    assert intake_counts(intake)["duplicates"] == 1
+
+
+def test_shutdown_converts_waiting_spans_at_once(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Shutdown does not wait out content_wait: waiting spans are converted and delivered."""
+    intake = make_intake(content_wait=30.0, capture_content=True)
+    intake.accept_traces(traces(span(0xD1, bedrock_attributes(**USAGE))))
+    started = time.monotonic()
+
+    intake.shutdown(2.0)
+
+    assert time.monotonic() - started < 2.0
+    assert len(capture.events) == 1
+    assert intake.ready() is False
+
+
+def test_real_upstream_content_records_are_joined(
+    make_intake: Any,
+    botocore_spans: BotocoreSpans,
+    capture: CaptureEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Upstream's own content log records, encoded by the SDK, give the event its text."""
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    botocore_spans.bedrock.enqueue(llama_reply())
+    botocore_spans.client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+    intake = make_intake(capture_content=True, event_schema="ai")
+
+    intake.accept_logs(encode_logs(botocore_spans.finished_logs()))
+    intake.accept_traces(encode_spans(botocore_spans.finished()))
+
+    [event] = delivered(intake, capture)
+    assert event["properties"]["$ai_input"] == [{"role": "user", "content": "Eggs and spinach?"}]
+    assert event["properties"]["$ai_output_choices"] == [
+        {"role": "assistant", "content": "Omelette."}
+    ]
+
+
+def test_refusal_when_posthog_fails_and_there_is_no_room(
+    make_intake: Any, unused_port: int
+) -> None:
+    """PostHog down with the memory queue full: refuse, asking to come back after the backoff."""
+    slow = {"max_queue": 2, "base_backoff": 30, "max_backoff": 30}
+    intake = make_intake(posthog_url=f"http://127.0.0.1:{unused_port}", delivery=slow)
+    assert (intake.refusal(), intake.ready()) == (None, True)
+
+    intake.accept_traces(traces(span(0xF1, bedrock_attributes(**USAGE))))
+    assert _eventually(lambda: intake.delivery.pressure().failing)
+    assert intake.refusal() is None
+    intake.accept_traces(traces(span(0xF2, bedrock_attributes(**USAGE))))
+    intake.accept_traces(traces(span(0xF3, bedrock_attributes(**USAGE))))
+
+    refusal = intake.refusal()
+    assert refusal is not None and 20 <= refusal <= 30
+    assert intake.ready() is False
+    intake.shutdown(0.1)
+    assert intake.counts()["dropped"] == 3
+
+
+def _eventually(condition: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return bool(condition())
+
+
+def test_counts_include_the_delivery(make_intake: Any, capture: CaptureEmulator) -> None:
+    """counts() adds the delivery's outcomes to the intake's own counters."""
+    intake = make_intake()
+    intake.accept_traces(traces(span(0xE1, bedrock_attributes(**USAGE))))
+    delivered(intake, capture)
+
+    counts = intake.counts()
+
+    assert counts["converted"] == 1
+    assert counts["sent"] == 1
+    assert {"retried", "spooled", "evicted", "dropped", "logs_received"} <= counts.keys()
