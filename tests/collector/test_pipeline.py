@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from collector.otlp import JSON, decode_traces
 from collector.pipeline import Accepted, Intake
 from otel_bedrock.config import load_settings
 from otel_bedrock.delivery import PostHogDelivery
@@ -406,3 +411,94 @@ def test_counts_include_the_delivery(make_intake: Any, capture: CaptureEmulator)
     assert counts["converted"] == 1
     assert counts["sent"] == 1
     assert {"retried", "spooled", "evicted", "dropped", "logs_received"} <= counts.keys()
+
+
+RECORDINGS = Path(__file__).resolve().parents[1] / "data" / "otlp"
+
+
+def recorded(folder: str, name: str) -> ExportTraceServiceRequest:
+    """A recorded export request of one call (tests/data/otlp)."""
+    return decode_traces((RECORDINGS / folder / f"{name}.traces.json").read_bytes(), JSON)
+
+
+def nest(outer: ExportTraceServiceRequest, inner: ExportTraceServiceRequest) -> None:
+    """Make the single span of ``inner`` a child of the single span of ``outer``, as when two
+    instrumentations trace one call in one process."""
+    [outer_span] = outer.resource_spans[0].scope_spans[0].spans
+    [inner_span] = inner.resource_spans[0].scope_spans[0].spans
+    inner_span.trace_id = outer_span.trace_id
+    inner_span.parent_span_id = outer_span.span_id
+
+
+def test_openllmetry_around_botocore_is_one_call_with_both_facts(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """OpenLLMetry's span around upstream botocore's for one Claude call gives one event:
+    botocore's ids and counts, and the cache write only OpenLLMetry recorded.
+
+    Haiku 3.5 at $0.80 in, $4 out, $1 cache write per million tokens:
+    4 x 0.8 + 50 x 4 + 18131 x 1 = 18334.2 micro-dollars.
+    """
+    outer, inner = recorded("openllmetry", "invoke_claude"), recorded("botocore", "invoke_claude")
+    nest(outer, inner)
+    [inner_span] = inner.resource_spans[0].scope_spans[0].spans
+    outer.resource_spans.extend(inner.resource_spans)
+    intake = make_intake()
+
+    intake.accept_traces(outer)
+
+    [event] = delivered(intake, capture)
+    properties = event["properties"]
+    assert properties["span_id"] == inner_span.span_id.hex()
+    assert event["distinct_id"] == "user-42"
+    assert (properties["prompt_token_count"], properties["generation_token_count"]) == (4, 50)
+    assert properties["cache_write_token_count"] == 18131
+    assert properties["total_cost_in_dollars"] == pytest.approx(0.0183342, abs=1e-12)
+    assert intake_counts(intake)["duplicates"] == 1
+
+
+def test_recorded_spans_of_two_instrumentations_in_two_requests_count_once(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Nested spans of one call exported in separate requests still make one event."""
+    outer, inner = recorded("openinference", "converse"), recorded("botocore", "converse")
+    nest(outer, inner)
+    intake = make_intake()
+
+    intake.accept_traces(inner)
+    intake.accept_traces(outer)
+
+    assert len(delivered(intake, capture)) == 1
+    assert intake_counts(intake)["duplicates"] == 1
+
+
+def test_content_on_the_span_needs_no_wait(make_intake: Any, capture: CaptureEmulator) -> None:
+    """With capture on, a span that carries its own prompt and reply converts at once."""
+    intake = make_intake(content_wait=30.0, capture_content=True)
+
+    intake.accept_traces(recorded("genai-bedrock", "converse"))
+
+    assert intake_counts(intake)["pending"] == 0
+    [event] = delivered(intake, capture)
+    assert event["properties"]["generation"]
+
+
+def test_concurrent_requests_count_each_call_once(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Threads sending the inner and outer spans of 200 calls at once: 200 events, 200 dups."""
+    intake = make_intake()
+    requests = []
+    for number in range(200):
+        outer_id, inner_id = 0x1000 + 2 * number, 0x1001 + 2 * number
+        requests.append(traces(span(outer_id, bedrock_attributes(**USAGE), parent=0x999)))
+        requests.append(traces(span(inner_id, bedrock_attributes(**USAGE), parent=outer_id)))
+    random.Random(7).shuffle(requests)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(intake.accept_traces, requests))
+
+    assert len({event["uuid"] for event in delivered(intake, capture)}) == 200
+    assert capture.wait_for(200) and len(capture.events) == 200
+    assert intake_counts(intake)["converted"] == 200
+    assert intake_counts(intake)["duplicates"] == 200
