@@ -20,7 +20,9 @@ Each span of an export request goes through these steps:
 Known limit: a duplicate whose first span was already converted adds nothing to the event,
 even facts the first span lacked. Memory is bounded: at most :data:`MAX_RECENT` recent span
 ids for de-duplication, :data:`MAX_PENDING` spans waiting for content (the oldest is converted
-early past that), and :data:`MAX_EARLY_LOGS` spans' worth of early content records.
+early past that), and :data:`MAX_EARLY_LOGS` spans' worth of early content records, within
+:data:`EARLY_CHARS` characters. Content is cut to ``max_content_chars`` as it arrives, so no
+span holds much more than that twice over (prompt and reply).
 
 Threads: the ``accept_*`` methods, :meth:`Intake.refusal`, :meth:`Intake.ready` and
 :meth:`Intake.counts` may be called from any thread, concurrently, and never wait for the
@@ -57,10 +59,12 @@ logger = logging.getLogger(__name__)
 
 MAX_RECENT = 65_536
 """Span ids remembered for de-duplication (each of: spans, and their parents)."""
-MAX_PENDING = 10_000
+MAX_PENDING = 50_000
 """Bedrock spans waiting for their content at most; past it the oldest is converted early."""
-MAX_EARLY_LOGS = 10_000
+MAX_EARLY_LOGS = 50_000
 """Spans whose content records arrived before them, remembered at most."""
+EARLY_CHARS = 64_000_000
+"""Characters of content held for spans not yet received, at most; the oldest go first."""
 MAX_RECORDS_PER_SPAN = 256
 """Content records kept for one span."""
 EARLY_LOG_TTL = 30.0
@@ -97,13 +101,50 @@ class Accepted:
 
 
 @dataclass(slots=True, eq=False)
+class _Pieces:
+    """The content records of one span or call, each cut to ``max_content_chars``, with the
+    characters of prompt and reply they hold."""
+
+    items: list[_Piece] = field(default_factory=list)
+    prompt_chars: int = 0
+    reply_chars: int = 0
+    truncated: bool = False
+
+    @property
+    def chars(self) -> int:
+        """Characters held."""
+        return self.prompt_chars + self.reply_chars
+
+    def add(self, piece: _Piece, max_chars: int) -> bool:
+        """Keep a piece unless what it adds would be cut anyway; True when kept."""
+        prompt, reply = _sizes(piece[2])
+        full = (prompt and self.prompt_chars >= max_chars) or (
+            reply and self.reply_chars >= max_chars
+        )
+        if full or len(self.items) >= MAX_RECORDS_PER_SPAN:
+            self.truncated = self.truncated or bool(full)
+            return False
+        self.items.append(piece)
+        self.prompt_chars += prompt
+        self.reply_chars += reply
+
+        return True
+
+    def extend(self, other: _Pieces, max_chars: int) -> int:
+        """Add another holder's pieces; how many were kept."""
+        self.truncated = self.truncated or other.truncated
+
+        return sum(self.add(piece, max_chars) for piece in other.items)
+
+
+@dataclass(slots=True, eq=False)
 class _Call:
     """One Bedrock call: its merged span and content, until it is converted."""
 
     span: ReceivedSpan | None
     keys: list[_SpanKey]
     parents: list[_SpanKey]
-    content: list[_Piece] = field(default_factory=list)
+    content: _Pieces = field(default_factory=_Pieces)
     deadline: float = 0.0
     done: bool = False
 
@@ -139,7 +180,8 @@ class Intake:
         self._by_span: OrderedDict[_SpanKey, _Call] = OrderedDict()
         self._by_parent: OrderedDict[_SpanKey, _Call] = OrderedDict()
         self._pending: OrderedDict[int, _Call] = OrderedDict()
-        self._early: OrderedDict[_SpanKey, tuple[float, list[_Piece]]] = OrderedDict()
+        self._early: OrderedDict[_SpanKey, tuple[float, _Pieces]] = OrderedDict()
+        self._early_chars = 0
         self._arrivals = 0
         self._timer: threading.Thread | None = None
         self._closed = False
@@ -241,9 +283,8 @@ class Intake:
         for key in keys:
             early = self._early.pop(key, None)
             if early is not None:
-                room = MAX_RECORDS_PER_SPAN - len(call.content)
-                call.content.extend(early[1][:room])
-                self._add(logs_joined=min(room, len(early[1])))
+                self._early_chars -= early[1].chars
+                self._add(logs_joined=call.content.extend(early[1], self._max_chars))
 
     def _overflow(self) -> list[_Call]:
         """The oldest waiting calls past :data:`MAX_PENDING`, taken out (lock held)."""
@@ -265,7 +306,7 @@ class Intake:
     def _convert(self, call: _Call) -> None:
         """Make and send the events of a call (no lock held)."""
         span, content = call.span, call.content
-        call.span, call.content = None, []
+        call.span, call.content = None, _Pieces()
         if span is None:
             return
         try:
@@ -289,10 +330,11 @@ class Intake:
         else:
             self._count(skipped=1)
 
-    def _with_content(self, values: Mapping[str, Any], pieces: list[_Piece]) -> dict[str, Any]:
+    def _with_content(self, values: Mapping[str, Any], pieces: _Pieces) -> dict[str, Any]:
         """The span's attributes with the content of its records filled in, and clipped."""
-        joined = _joined_content(pieces)
-        merged = {**joined, **values}
+        merged = {**_joined_content(pieces.items), **values}
+        if pieces.truncated:
+            merged[attr.CONTENT_TRUNCATED] = True
 
         return _clipped(merged, self._max_chars)
 
@@ -334,28 +376,30 @@ class Intake:
         assert record.trace_id is not None and record.span_id is not None
         key = (record.trace_id, record.span_id)
         self._arrivals += 1
-        piece = (record.time, self._arrivals, content)
+        piece = (record.time, self._arrivals, _clipped(dict(content), self._max_chars))
         call = self._by_span.get(key)
         if call is not None:
             if call.done:
                 self._add(logs_late=1)
-            elif len(call.content) < MAX_RECORDS_PER_SPAN:
-                call.content.append(piece)
+            elif call.content.add(piece, self._max_chars):
                 self._add(logs_joined=1)
             return
-        expires, early = self._early.get(key, (now + EARLY_LOG_TTL, []))
-        if len(early) < MAX_RECORDS_PER_SPAN:
-            early.append(piece)
+        expires, early = self._early.get(key, (now + EARLY_LOG_TTL, _Pieces()))
+        before = early.chars
+        early.add(piece, self._max_chars)
+        self._early_chars += early.chars - before
         self._early[key] = (expires, early)
-        while len(self._early) > MAX_EARLY_LOGS:
-            self._early.popitem(last=False)
+        while len(self._early) > MAX_EARLY_LOGS or self._early_chars > EARLY_CHARS:
+            _, (_, dropped) = self._early.popitem(last=False)
+            self._early_chars -= dropped.chars
 
     def _expire_early(self, now: float) -> None:
         while self._early:
             key, (expires, _) = next(iter(self._early.items()))
             if expires > now:
                 return
-            del self._early[key]
+            _, dropped = self._early.pop(key)
+            self._early_chars -= dropped.chars
 
     # -- the content timer ------------------------------------------------------------------
 
@@ -512,12 +556,20 @@ def _has_content(call: _Call) -> bool:
     """True when the call's span or records already hold its prompt and its outcome."""
     assert call.span is not None
     values: dict[str, Any] = dict(call.span.attributes)
-    for _, _, piece in call.content:
+    for _, _, piece in call.content.items:
         values.update({key: value for key, value in piece.items() if key not in values})
     prompt = values.get(attr.PROMPT) or values.get(attr.PROMPT_MESSAGES)
     finished = values.get(attr.GENERATION) or call.span.status.status_code is StatusCode.ERROR
 
     return bool(prompt) and bool(finished)
+
+
+def _sizes(values: Mapping[str, Any]) -> tuple[int, int]:
+    """Characters of prompt and of reply in a record's content attributes."""
+    prompt = values.get(attr.PROMPT) or values.get(attr.PROMPT_MESSAGES)
+    reply = values.get(attr.GENERATION)
+
+    return len(str(prompt or "")), len(str(reply or ""))
 
 
 def _joined_content(pieces: Iterable[_Piece]) -> dict[str, Any]:
@@ -570,7 +622,8 @@ def _clipped(values: dict[str, Any], max_chars: int) -> dict[str, Any]:
             truncated = True
             values[attr.PROMPT_MESSAGES] = json.dumps(kept)
             values[attr.PROMPT] = "\n".join(message["content"] for message in kept)
-    for key in (attr.PROMPT, attr.GENERATION):
+    # With messages, the prompt text is theirs, joined as the request hook joins them.
+    for key in (attr.GENERATION,) if messages else (attr.PROMPT, attr.GENERATION):
         text = values.get(key)
         if isinstance(text, str) and len(text) > max_chars:
             values[key] = text[:max_chars]

@@ -13,6 +13,7 @@ from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from collector import pipeline
 from collector.otlp import JSON, decode_traces
 from collector.pipeline import Accepted, Intake
 from otel_bedrock.config import load_settings
@@ -502,3 +503,53 @@ def test_concurrent_requests_count_each_call_once(
     assert capture.wait_for(200) and len(capture.events) == 200
     assert intake_counts(intake)["converted"] == 200
     assert intake_counts(intake)["duplicates"] == 200
+
+
+def test_records_past_the_content_limit_are_not_kept(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Once a span holds max_content_chars of prompt, more prompt records are dropped, flagged."""
+    intake = make_intake(capture_content=True, max_content_chars=10)
+    records = [user_message(0x2A1, f"message {number}") for number in range(50)]
+    intake.accept_logs(logs(*records, choice(0x2A1, "Omelette.")))
+
+    intake.accept_traces(traces(span(0x2A1, bedrock_attributes(**USAGE))))
+
+    [event] = delivered(intake, capture)
+    assert event["properties"]["prompt"] == "message 0\nm"
+    assert event["properties"]["generation"] == "Omelette."
+    assert event["properties"]["content_truncated"] is True
+    assert intake.counts()["logs_joined"] == 3
+
+
+def test_early_records_are_bounded_by_characters(
+    make_intake: Any, capture: CaptureEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the character budget for spans not yet seen, the oldest span's records go first."""
+    monkeypatch.setattr(pipeline, "EARLY_CHARS", 12)
+    intake = make_intake(content_wait=0.05, capture_content=True)
+    intake.accept_logs(logs(user_message(0x2B1, "first"), user_message(0x2B2, "second")))
+    intake.accept_logs(logs(user_message(0x2B3, "third")))
+
+    intake.accept_traces(
+        traces(*(span(key, bedrock_attributes(**USAGE)) for key in (0x2B1, 0x2B3)))
+    )
+
+    assert capture.wait_for(2, timeout=5)
+    prompts = {
+        event["properties"]["span_id"]: event["properties"].get("prompt")
+        for event in capture.events
+    }
+    assert prompts == {"00000000000002b1": None, "00000000000002b3": "third"}
+
+
+def test_identity_keys_name_the_person_in_the_collector(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """The identity_keys setting applies to received spans as it does in-process."""
+    intake = make_intake(identity_keys="tenant.user")
+
+    intake.accept_traces(traces(span(0x2C1, bedrock_attributes(**USAGE, **{"tenant.user": "t-9"}))))
+
+    [event] = delivered(intake, capture)
+    assert event["distinct_id"] == "t-9"
