@@ -11,5 +11,7 @@ in-process exporter, with the same code. Its parts, in the order data flows:
 - :mod:`collector.pipeline`: :class:`~collector.pipeline.Intake`, which de-duplicates nested
   spans, joins content, and hands spans to the exporter and delivery;
 - :mod:`collector.settings`: the service's settings and the PostHog settings it shares with
-  the in-process exporter.
+  the in-process exporter;
+- :mod:`collector.server`, :mod:`collector.metrics`, :mod:`collector.cli`: the OTLP/HTTP and
+  OTLP/gRPC servers, their counters, and the ``otel-bedrock collector`` command.
 """
