@@ -9,6 +9,9 @@ Each span of an export request goes through these steps:
    attributes win; the outer ones fill in what it lacks); across requests the first one wins
    and later ones are counted as ``duplicates``, unless the first is still waiting for its
    content, in which case they are merged into it. A span received twice counts as a duplicate.
+   The operations of the two spans are not compared: some instrumentations cannot tell
+   InvokeModel from Converse, or a stream from a plain call, and one Bedrock call never
+   encloses another.
 3. With content capture on, a Bedrock span waits up to ``content_wait`` seconds for the log
    records that carry its prompt and generation (:func:`collector.dialects.content_from_log`);
    records that come first wait for their span for :data:`EARLY_LOG_TTL` seconds. A span
