@@ -553,3 +553,18 @@ def test_identity_keys_name_the_person_in_the_collector(
 
     [event] = delivered(intake, capture)
     assert event["distinct_id"] == "t-9"
+
+
+def test_nested_spans_naming_different_operations_are_one_call(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """An outer span that cannot tell a stream from a plain call still nests as the same call."""
+    intake = make_intake()
+    outer = span(0x2D1, bedrock_attributes("InvokeModel", **USAGE))
+    inner = span(0x2D2, bedrock_attributes("InvokeModelWithResponseStream", **USAGE), parent=0x2D1)
+
+    intake.accept_traces(traces(outer, inner))
+
+    [event] = delivered(intake, capture)
+    assert event["properties"]["operation"] == "InvokeModelWithResponseStream"
+    assert intake_counts(intake)["duplicates"] == 1
