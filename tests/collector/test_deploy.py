@@ -17,7 +17,10 @@ import opentelemetry.sdk.environment_variables
 import pytest
 import yaml
 
+from collector.dialects import canonical, dialect_of
+from collector.otlp import decode_traces
 from collector.settings import CollectorSettings
+from collector.spans import ReceivedSpan, received_spans
 from otel_bedrock.config import Settings, load_settings
 from otel_bedrock.errors import ConfigError
 
@@ -367,7 +370,9 @@ def probe_targets(container: dict[str, Any]) -> dict[str, tuple[int, str]]:
     named = {port["name"]: port["containerPort"] for port in container["ports"]}
     targets = {}
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        spec = container[probe]
+        spec = container.get(probe)
+        if spec is None:
+            continue
         if "httpGet" in spec:
             port = spec["httpGet"]["port"]
             targets[probe] = (named.get(port, port), spec["httpGet"]["path"])
@@ -382,17 +387,25 @@ def probe_targets(container: dict[str, Any]) -> dict[str, tuple[int, str]]:
     return targets
 
 
-def test_probes_ask_healthz_and_readyz_on_the_http_port() -> None:
-    """Start-up and liveness probes ask /healthz, readiness asks /readyz, on the OTLP/HTTP
-    port, for the sidecar and for the replicas."""
-    found = list(collector_containers())
-    assert len(found) == 2
-    for _, container in found:
-        assert probe_targets(container) == {
-            "startupProbe": (4318, "/healthz"),
-            "livenessProbe": (4318, "/healthz"),
-            "readinessProbe": (4318, "/readyz"),
-        }
+def test_replica_probes_ask_healthz_and_readyz_on_the_http_port() -> None:
+    """A replica's start-up and liveness probes ask /healthz and its readiness probe /readyz,
+    on the OTLP/HTTP port: a replica that refuses data leaves the headless Service."""
+    (container,) = pod_spec("StatefulSet", "otel-bedrock")["containers"]
+    assert probe_targets(container) == {
+        "startupProbe": (4318, "/healthz"),
+        "livenessProbe": (4318, "/healthz"),
+        "readinessProbe": (4318, "/readyz"),
+    }
+
+
+def test_sidecar_probes_ask_healthz_only() -> None:
+    """The sidecar's probes ask /healthz on the pod's loopback. It has no readiness probe: a
+    native sidecar's readiness is the pod's, and a PostHog outage must not take the
+    application out of its Service."""
+    assert probe_targets(sidecar()) == {
+        "startupProbe": (4318, "/healthz"),
+        "livenessProbe": (4318, "/healthz"),
+    }
 
 
 def test_collector_env_names_are_settings_it_reads() -> None:
@@ -653,40 +666,44 @@ def kept(attributes: dict[str, Any], scope: str = "") -> bool:
     return any(name in attributes for name in present)
 
 
-def recorded_spans() -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(file, scope name, attributes) of every span recorded from each instrumentation."""
+def recorded_bedrock_spans() -> Iterator[ReceivedSpan]:
+    """Every recorded span (one folder per instrumentation) that the collector turns into a
+    Bedrock call, decoded by the collector's own OTLP reader."""
     files = sorted(RECORDED_SPANS.glob("*/*.traces.json"))
-    assert len(files) >= 30
+    assert len(files) >= 36
     for path in files:
-        body = json.loads(path.read_text(encoding="utf-8"))
-        for resource in body["resourceSpans"]:
-            for scope in resource["scopeSpans"]:
-                for span in scope["spans"]:
-                    attributes = {
-                        item["key"]: next(iter(item["value"].values()), None)
-                        for item in span.get("attributes", [])
-                    }
-                    yield (
-                        path.relative_to(RECORDED_SPANS).as_posix(),
-                        scope["scope"]["name"],
-                        attributes,
-                    )
+        request = decode_traces(path.read_bytes(), "application/json")
+        spans, rejected = received_spans(request)
+        assert rejected == 0
+        yield from (span for span in spans if canonical(span) is not None)
 
 
 def test_gateway_filter_keeps_every_recorded_bedrock_span() -> None:
-    """Spans of Bedrock calls recorded from botocore, the GenAI Bedrock instrumentation,
-    OpenLLMetry, OpenInference and the Node AWS SDK all pass the gateway's filter."""
-    dropped = [name for name, scope, attributes in recorded_spans() if not kept(attributes, scope)]
+    """Every recorded span the collector would convert passes the gateway's filter: botocore,
+    the GenAI Bedrock instrumentation, OpenLLMetry (also before the GenAI conventions, whose
+    failed calls carry no GenAI attribute), OpenInference and the Node AWS SDK."""
+    spans = list(recorded_bedrock_spans())
+    assert {dialect_of(span) for span in spans} >= {
+        "botocore",
+        "genai-bedrock",
+        "openllmetry",
+        "openinference",
+        "node",
+    }
+    dropped = [span.name for span in spans if not kept(dict(span.attributes), span.scope)]
     assert dropped == []
 
 
 def test_gateway_filter_drops_other_spans() -> None:
-    """An HTTP server span and a DynamoDB client span are dropped at the gateway."""
+    """An HTTP server span and a DynamoDB client span are dropped at the gateway; a Bedrock
+    span of another AWS SDK (the collector's generic aws-sdk dialect) passes."""
     flask = "opentelemetry.instrumentation.flask"
     assert not kept({"http.request.method": "GET", "url.path": "/recipes"}, flask)
     botocore = "opentelemetry.instrumentation.botocore"
     assert not kept({"rpc.system": "aws-api", "rpc.service": "DynamoDB"}, botocore)
     assert kept({"rpc.system": "aws-api", "rpc.service": "Bedrock Runtime"}, botocore)
+    java = "io.opentelemetry.aws-sdk-2.2"
+    assert kept({"rpc.system": "aws-api", "rpc.service": "bedrock-runtime"}, java)
 
 
 def test_deploy_readme_names_every_file() -> None:
