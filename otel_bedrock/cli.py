@@ -49,12 +49,20 @@ def replay(capture_content: bool, paths: tuple[str, ...]) -> None:
 
 
 def _add_commands() -> None:
+    # Imports click and the settings only: the collector's servers load when it runs.
+    from collector.cli import collector_command
     from otel_bedrock.dashboard import dashboard_command
     from otel_bedrock.delivery_cli import spool_command
     from otel_bedrock.demo import demo_command
     from otel_bedrock.report import report_command
 
-    for command in (demo_command, report_command, dashboard_command, spool_command):
+    for command in (
+        demo_command,
+        report_command,
+        dashboard_command,
+        spool_command,
+        collector_command,
+    ):
         main.add_command(command)
 
 

@@ -1,0 +1,184 @@
+"""``otel-bedrock collector`` and ``python -m collector``: run the collector service.
+
+Settings come from the flags, else the ``OTEL_BEDROCK_COLLECTOR_*`` environment variables
+(see :mod:`collector.settings`); the PostHog side from the ``posthog`` exporter block of the
+configuration file given by ``--config`` (or ``OTEL_CONFIG_FILE``), else from the same
+environment variables as the in-process exporter (``POSTHOG_API_KEY``, ...).
+
+A bad setting prints one line naming it and exits with status 2. The service logs JSON lines
+on stderr (``--log-format console`` for people) and exits 0 after a graceful shutdown on
+SIGTERM or SIGINT.
+
+Only click and the settings are imported before the command runs, so that ``otel-bedrock
+--help`` works without the ``collector`` extra installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+EXTRA_MISSING = (
+    "otel-bedrock collector needs the collector extra: pip install 'otel-bedrock[collector]' "
+    "(missing: {name})"
+)
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(status)
+
+
+def _read_token(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        token = path.read_text().strip()
+    except OSError as error:
+        _fail(f"otel-bedrock collector configuration: --token-file {path}: {error.strerror}", 2)
+    if not token:
+        _fail(f"otel-bedrock collector configuration: --token-file {path} is empty", 2)
+
+    return token
+
+
+def configure_logging(log_format: str) -> None:
+    """structlog JSON lines (or console lines) on stderr, for ours and the library's logs.
+
+    Standard-library records (the delivery's, for one) go through the same renderer, so that
+    every line on stderr has one format.
+    """
+    import structlog
+
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("collector", "otel_bedrock"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+@click.command(name="collector")
+@click.option("--host", help="Interface to listen on (default 127.0.0.1).")
+@click.option("--http-port", type=int, help="OTLP/HTTP port (default 4318; 0 turns it off).")
+@click.option("--grpc-port", type=int, help="OTLP/gRPC port (default 4317; 0 turns it off).")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the bearer token clients must send "
+    "(or OTEL_BEDROCK_COLLECTOR_TOKEN); none by default.",
+)
+@click.option(
+    "--max-request-bytes", type=int, help="Largest request body, also decompressed (8 MiB)."
+)
+@click.option("--rate-limit", type=float, help="Requests per second accepted (default: no limit).")
+@click.option("--burst", type=int, help="Requests accepted at once above the rate.")
+@click.option(
+    "--content-wait",
+    type=float,
+    help="Seconds a span waits for its content log records when capture is on (default 2).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="otel-config.yaml with a posthog exporter block (or OTEL_CONFIG_FILE).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "console"]),
+    default="json",
+    show_default=True,
+    help="Log lines on stderr.",
+)
+def collector_command(
+    host: str | None,
+    http_port: int | None,
+    grpc_port: int | None,
+    token_file: Path | None,
+    max_request_bytes: int | None,
+    rate_limit: float | None,
+    burst: int | None,
+    content_wait: float | None,
+    config_file: Path | None,
+    log_format: str,
+) -> None:
+    """Receive OTLP from any service and send its Bedrock calls to PostHog as events.
+
+    OTLP/HTTP on /v1/traces and /v1/logs, OTLP/gRPC, /healthz, /readyz and /metrics. Stops
+    gracefully on SIGTERM or SIGINT, delivering what it holds first.
+    """
+    try:
+        from collector.pipeline import Intake
+        from collector.server import Collector, serve
+        from collector.settings import load_collector_settings, posthog_settings
+        from otel_bedrock.errors import ConfigError
+    except ImportError as error:
+        _fail(EXTRA_MISSING.format(name=error.name or error), 1)
+
+    flags = {
+        "host": host,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "token": _read_token(token_file),
+        "max_request_bytes": max_request_bytes,
+        "rate_limit": rate_limit,
+        "burst": burst,
+        "content_wait": content_wait,
+        "config_file": config_file,
+    }
+    configure_logging(log_format)
+    try:
+        settings = load_collector_settings(**flags)
+        posthog = posthog_settings(settings)
+        intake = Intake(posthog, content_wait=settings.content_wait)
+    except ConfigError as error:
+        _fail(str(error), 2)
+
+    collector = Collector(intake, settings, shutdown_timeout=posthog.shutdown_timeout)
+    spool = posthog.spool_path
+    try:
+        asyncio.run(
+            serve(
+                collector,
+                posthog_host=posthog.posthog_host,
+                spool=str(spool) if spool is not None else "off",
+                content_capture=posthog.content_capture,
+                content_wait=settings.content_wait,
+                event_schema=posthog.event_schema,
+            )
+        )
+    except OSError as error:
+        intake.shutdown(0.0)
+        _fail(f"otel-bedrock collector: {error}", 1)

@@ -1,0 +1,663 @@
+"""The collector's network face: OTLP/HTTP and OTLP/gRPC on one asyncio event loop.
+
+OTLP/HTTP (aiohttp):
+
+- ``POST /v1/traces`` and ``POST /v1/logs``: protobuf or OTLP JSON bodies, gzip or deflate;
+  answered in the request's format with an ``Export*ServiceResponse`` (``partial_success``
+  when spans or records were refused), or an error status with a ``google.rpc.Status`` body.
+- ``GET /healthz``: 200 while the process serves; ``GET /readyz``: 200 while new data is
+  welcome, 503 while delivery is failing with no room left, or once shutdown began;
+  ``GET /metrics``: Prometheus text (see :mod:`collector.metrics`). These three need no token.
+
+OTLP/gRPC (grpc.aio): ``opentelemetry.proto.collector.trace.v1.TraceService/Export`` and
+``...logs.v1.LogsService/Export``. Their bodies are read here rather than by grpc, so that a
+malformed message gets ``INVALID_ARGUMENT`` as OTLP asks (grpc's own decoding answers
+``UNKNOWN``).
+
+How refusals are answered, following the OTLP specification's retry rules:
+
+==============================  ==========================  ===================================
+case                            OTLP/HTTP                   OTLP/gRPC
+==============================  ==========================  ===================================
+missing or wrong bearer token   401, ``WWW-Authenticate``   ``UNAUTHENTICATED``
+unreadable body                 400                         ``INVALID_ARGUMENT``
+content type or encoding        415                         (grpc negotiates it)
+body over ``max_request_bytes`` 413 (not retried)           ``RESOURCE_EXHAUSTED`` without
+                                                            RetryInfo (not retried)
+over the rate limit             429 + ``Retry-After``       ``RESOURCE_EXHAUSTED`` + RetryInfo
+delivery failing, no room       503 + ``Retry-After``       ``UNAVAILABLE`` + RetryInfo
+shutting down                   503 + ``Retry-After``       ``UNAVAILABLE`` + RetryInfo
+==============================  ==========================  ===================================
+
+RetryInfo travels in ``grpc-status-details-bin`` (a ``google.rpc.Status``, as grpc's rich
+status does it) and in ``google.rpc.retryinfo-bin`` (where the Python exporter looks).
+
+Export requests are decoded and handed to :class:`~collector.pipeline.Intake` on a worker
+thread (``asyncio.to_thread``), so the loop keeps answering while spans are converted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import math
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, Self
+
+import grpc  # type: ignore[import-untyped]
+import structlog
+from aiohttp import web
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from collector import otlp
+from collector.metrics import CollectorMetrics
+from collector.settings import CollectorSettings
+
+logger = structlog.get_logger("collector")
+
+DEFAULT_REQUEST_GRACE = 10.0
+"""Seconds requests under way at shutdown get to finish."""
+ERROR_LOG_INTERVAL = 10.0
+"""Least seconds between two log lines about refused requests of one kind."""
+
+# gRPC status codes, by number, for google.rpc.Status bodies.
+_INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+_RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+_UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED.value[0]
+_HTTP_TO_GRPC = {
+    400: _INVALID_ARGUMENT,
+    401: _UNAUTHENTICATED,
+    413: _RESOURCE_EXHAUSTED,
+    415: _INVALID_ARGUMENT,
+    429: _RESOURCE_EXHAUSTED,
+    503: _UNAVAILABLE,
+}
+
+
+class Accepted(Protocol):
+    """What an intake says about one export request."""
+
+    @property
+    def rejected(self) -> int: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+class IntakeLike(Protocol):
+    """The part of :class:`collector.pipeline.Intake` the server uses."""
+
+    def accept_traces(self, request: ExportTraceServiceRequest) -> Accepted: ...
+
+    def accept_logs(self, request: ExportLogsServiceRequest) -> Accepted: ...
+
+    def refusal(self) -> float | None: ...
+
+    def ready(self) -> bool: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def shutdown(self, timeout: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Signal:
+    """One OTLP signal: its HTTP path, gRPC service, and how its bodies are read and answered."""
+
+    name: str
+    path: str
+    service: str
+    decode_http: Callable[..., Any]
+    decode_grpc: Callable[[bytes], Any]
+    encode_response: Callable[[str, int, str], bytes]
+    accept: Callable[[IntakeLike, Any], Accepted]
+
+
+TRACES = _Signal(
+    name="traces",
+    path="/v1/traces",
+    service=trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
+    decode_http=otlp.decode_traces,
+    decode_grpc=ExportTraceServiceRequest.FromString,
+    encode_response=otlp.encode_traces_response,
+    accept=lambda intake, request: intake.accept_traces(request),
+)
+LOGS = _Signal(
+    name="logs",
+    path="/v1/logs",
+    service=logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
+    decode_http=otlp.decode_logs,
+    decode_grpc=ExportLogsServiceRequest.FromString,
+    encode_response=otlp.encode_logs_response,
+    accept=lambda intake, request: intake.accept_logs(request),
+)
+
+
+class _Refused(Exception):
+    """A request answered with an error: HTTP status, message, and seconds to wait if any."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+class TokenBucket:
+    """A request rate limit: ``rate`` requests per second, ``burst`` at once.
+
+    Used from the event loop's thread only.
+    """
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def take(self) -> float:
+        """0 when a request may go ahead (a token is spent); else seconds until one may."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+
+        return (1 - self._tokens) / self.rate
+
+
+class _ErrorLog:
+    """Logs refused requests, one line per kind (transport, path, status) per interval, with
+    how many were not logged in between. Never logs bodies, tokens or messages from clients."""
+
+    def __init__(self, interval: float = ERROR_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._last: dict[tuple[str, str, str], float] = {}
+        self._suppressed: dict[tuple[str, str, str], int] = {}
+
+    def refused(self, transport: str, path: str, status: int | str, reason: str) -> None:
+        key = (transport, path, str(status))
+        now = time.monotonic()
+        if now - self._last.get(key, -math.inf) < self.interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._last[key] = now
+        suppressed = self._suppressed.pop(key, 0)
+        logger.warning(
+            "request_refused",
+            transport=transport,
+            path=path,
+            status=str(status),
+            reason=reason,
+            suppressed=suppressed,
+        )
+
+
+def _retry_seconds(seconds: float) -> int:
+    """A ``Retry-After`` value: whole seconds, at least one."""
+    return max(1, math.ceil(seconds))
+
+
+class Collector:
+    """The OTLP/HTTP and OTLP/gRPC servers in front of one intake.
+
+    ``start`` and ``stop`` run on the event loop; the intake is called on worker threads.
+
+    Args:
+        intake: Where export requests go.
+        settings: Host, ports, token and limits (a port of 0 leaves that transport off).
+        shutdown_timeout: Seconds :meth:`stop` gives the intake to deliver what it holds.
+        request_grace: Seconds :meth:`stop` gives requests under way to finish.
+    """
+
+    def __init__(
+        self,
+        intake: IntakeLike,
+        settings: CollectorSettings,
+        *,
+        shutdown_timeout: float = 5.0,
+        request_grace: float = DEFAULT_REQUEST_GRACE,
+    ) -> None:
+        self.intake = intake
+        self.settings = settings
+        self.shutdown_timeout = shutdown_timeout
+        self.request_grace = request_grace
+        self.metrics = CollectorMetrics(intake.counts)
+        self.metrics.ready.set_function(self.is_ready)
+        token = settings.token.get_secret_value().strip() if settings.token else ""
+        self._token = token.encode() if token else None
+        self._bucket = (
+            TokenBucket(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
+        )
+        self._errors = _ErrorLog()
+        self._stopping = False
+        self._closed = False
+        self._runner: web.AppRunner | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self.http_port: int | None = None
+        self.grpc_port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and start serving on the configured ports."""
+        settings = self.settings
+        if settings.http_port:
+            app = web.Application(client_max_size=settings.max_request_bytes)
+            app.router.add_post(TRACES.path, self._http_traces)
+            app.router.add_post(LOGS.path, self._http_logs)
+            app.router.add_get("/healthz", self._healthz)
+            app.router.add_get("/readyz", self._readyz)
+            app.router.add_get("/metrics", self._metrics)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.request_grace)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.host, settings.http_port)
+            await site.start()
+            self._runner = runner
+            self.http_port = settings.http_port
+        if settings.grpc_port:
+            server = grpc.aio.server(
+                options=[
+                    ("grpc.max_receive_message_length", settings.max_request_bytes),
+                    ("grpc.so_reuseport", 0),
+                ]
+            )
+            server.add_generic_rpc_handlers([self._grpc_handler(TRACES), self._grpc_handler(LOGS)])
+            address = f"{_grpc_host(settings.host)}:{settings.grpc_port}"
+            try:
+                if server.add_insecure_port(address) == 0:
+                    raise OSError(f"cannot listen for OTLP/gRPC on {address}")
+            except (OSError, RuntimeError) as error:
+                if self._runner is not None:
+                    await self._runner.cleanup()
+                raise OSError(f"cannot listen for OTLP/gRPC on {address}") from error
+            await server.start()
+            self._grpc = server
+            self.grpc_port = settings.grpc_port
+
+    async def stop(self) -> None:
+        """Stop taking data, let requests under way finish, then drain the intake.
+
+        ``/readyz`` answers 503 from the first moment. New connections are refused; requests
+        under way get ``request_grace`` seconds; then the intake converts what waits and
+        delivers for ``shutdown_timeout`` seconds (the rest goes to the spool).
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        logger.info("collector_stopping")
+        steps: list[Awaitable[Any]] = []
+        if self._grpc is not None:
+            steps.append(self._grpc.stop(self.request_grace))
+        if self._runner is not None:
+            steps.append(self._runner.cleanup())
+        await asyncio.gather(*steps)
+        self._closed = True
+        await asyncio.to_thread(self.intake.shutdown, self.shutdown_timeout)
+        logger.info("collector_stopped", **self.intake.counts())
+
+    def is_ready(self) -> bool:
+        """True while new data is welcome."""
+        return not self._stopping and self.intake.ready()
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if self.is_ready():
+            return web.Response(text="ready\n")
+        reason = "stopping" if self._stopping else "delivery failing and no room left"
+
+        return web.Response(status=503, text=f"not ready: {reason}\n")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self.metrics.render(request.headers.get("Accept"))
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+
+        return response
+
+    async def _http_traces(self, request: web.Request) -> web.Response:
+        return await self._http_export(request, TRACES)
+
+    async def _http_logs(self, request: web.Request) -> web.Response:
+        return await self._http_export(request, LOGS)
+
+    async def _http_export(self, request: web.Request, signal: _Signal) -> web.Response:
+        started = time.monotonic()
+        content_type = request.headers.get("Content-Type")
+        kind = _reply_kind(content_type)
+        self.metrics.in_flight.inc()
+        try:
+            self._check_http(request, content_type)
+            body = await _read_body(request, self.settings.max_request_bytes)
+            accepted = await asyncio.to_thread(
+                self._decode_and_accept,
+                signal,
+                body,
+                kind,
+                request.headers.get("Content-Encoding"),
+            )
+            response = web.Response(
+                body=signal.encode_response(kind, accepted.rejected, accepted.message),
+                headers={"Content-Type": kind},
+            )
+        except otlp.BadRequest as error:
+            response = self._http_refusal(kind, _Refused(error.status, str(error)))
+        except _Refused as refusal:
+            response = self._http_refusal(kind, refusal)
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.observe("http", signal.path, response.status, time.monotonic() - started)
+        if response.status >= 400:
+            self._errors.refused("http", signal.path, response.status, _REASONS[response.status])
+
+        return response
+
+    def _check_http(self, request: web.Request, content_type: str | None) -> None:
+        """Refuse a request before its body is read: token, content type, size, rate, room,
+        shutdown."""
+        if self._token is not None and not self._authorized(request.headers.get("Authorization")):
+            raise _Refused(401, "missing or wrong bearer token")
+        otlp.media_type(content_type)
+        length = request.content_length
+        if length is not None and length > self.settings.max_request_bytes:
+            raise _Refused(
+                413,
+                f"body of {length} bytes is over the limit of {self.settings.max_request_bytes}",
+            )
+        self._check_admission()
+
+    def _check_admission(self) -> None:
+        """Refuse when stopping, over the rate limit, or when the intake has no room."""
+        if self._closed:
+            raise _Refused(503, "the collector is shutting down", 1.0)
+        if self._bucket is not None:
+            wait = self._bucket.take()
+            if wait:
+                raise _Refused(429, "over the request rate limit", wait)
+        wait_for = self.intake.refusal()
+        if wait_for is not None:
+            raise _Refused(503, "PostHog is failing and the spool is full", wait_for)
+
+    def _http_refusal(self, kind: str, refusal: _Refused) -> web.Response:
+        code = _HTTP_TO_GRPC.get(refusal.status, _INVALID_ARGUMENT)
+        response = web.Response(
+            status=refusal.status,
+            body=otlp.encode_status(kind, code, refusal.message),
+            headers={"Content-Type": kind},
+        )
+        if refusal.retry_after is not None:
+            response.headers["Retry-After"] = str(_retry_seconds(refusal.retry_after))
+        if refusal.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="otel-bedrock-collector"'
+
+        return response
+
+    def _decode_and_accept(
+        self, signal: _Signal, body: bytes, kind: str, encoding: str | None
+    ) -> Accepted:
+        """Read an OTLP/HTTP body and hand it to the intake (worker thread)."""
+        request = signal.decode_http(
+            body, kind, encoding, max_bytes=self.settings.max_request_bytes
+        )
+
+        return signal.accept(self.intake, request)
+
+    # -- gRPC --------------------------------------------------------------------------------
+
+    def _grpc_handler(self, signal: _Signal) -> grpc.GenericRpcHandler:
+        async def export(body: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            return await self._grpc_export(signal, body, context)
+
+        handler = grpc.unary_unary_rpc_method_handler(export)
+
+        return grpc.method_handlers_generic_handler(signal.service, {"Export": handler})
+
+    async def _grpc_export(
+        self, signal: _Signal, body: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> bytes:
+        started = time.monotonic()
+        path = f"{signal.service.rsplit('.', 1)[-1]}/Export"
+        code, refusal = grpc.StatusCode.OK, None
+        self.metrics.in_flight.inc()
+        try:
+            metadata = dict(context.invocation_metadata() or ())
+            authorization = metadata.get("authorization")
+            if self._token is not None and not self._authorized(
+                authorization if isinstance(authorization, str) else None
+            ):
+                raise _Refused(401, "missing or wrong bearer token")
+            self._check_admission()
+            accepted = await asyncio.to_thread(self._parse_and_accept, signal, body)
+            reply: bytes = signal.encode_response(
+                otlp.PROTOBUF, accepted.rejected, accepted.message
+            )
+        except _Refused as refused:
+            refusal = refused
+            code = _grpc_code(refused.status)
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.observe("grpc", path, code.name, time.monotonic() - started)
+        if refusal is None:
+            return reply
+        self._errors.refused("grpc", path, code.name, _REASONS[refusal.status])
+        await context.abort(code, refusal.message, _grpc_trailers(code, refusal))
+        raise AssertionError("abort() returned")  # pragma: no cover - abort always raises
+
+    def _parse_and_accept(self, signal: _Signal, body: bytes) -> Accepted:
+        """Parse a gRPC export message and hand it to the intake (worker thread)."""
+        try:
+            request = signal.decode_grpc(body)
+        except (DecodeError, RecursionError) as error:
+            raise _Refused(400, f"malformed protobuf message: {error}") from None
+
+        return signal.accept(self.intake, request)
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def _authorized(self, header: str | None) -> bool:
+        """True when ``header`` is ``Bearer <our token>`` (compared in constant time)."""
+        assert self._token is not None
+        scheme, _, given = (header or "").strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+
+        return hmac.compare_digest(given.strip().encode(), self._token)
+
+
+_REASONS = {
+    400: "malformed_body",
+    401: "unauthenticated",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def _grpc_code(status: int) -> grpc.StatusCode:
+    return {
+        400: grpc.StatusCode.INVALID_ARGUMENT,
+        401: grpc.StatusCode.UNAUTHENTICATED,
+        413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        503: grpc.StatusCode.UNAVAILABLE,
+    }.get(status, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def _grpc_trailers(code: grpc.StatusCode, refusal: _Refused) -> tuple[tuple[str, bytes], ...]:
+    """RetryInfo for a refusal that may be retried, where OTLP clients look for it."""
+    if refusal.retry_after is None:
+        return ()
+    retry_info = retry_info_message(refusal.retry_after)
+    status = rpc_status_message(code.value[0], refusal.message, retry_info)
+
+    return (("grpc-status-details-bin", status), ("google.rpc.retryinfo-bin", retry_info))
+
+
+# google.rpc messages, encoded by hand: the collector needs these few fields only, and
+# googleapis-common-protos is not one of its dependencies.
+RETRY_INFO_TYPE_URL = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def retry_info_message(seconds: float) -> bytes:
+    """A serialised ``google.rpc.RetryInfo`` whose ``retry_delay`` is ``seconds``, rounded up
+    to whole seconds as ``Retry-After`` is."""
+    duration = _field_varint(1, _retry_seconds(seconds))
+
+    return _field_bytes(1, duration)
+
+
+def rpc_status_message(code: int, message: str, retry_info: bytes) -> bytes:
+    """A serialised ``google.rpc.Status`` with one detail: the ``RetryInfo``."""
+    detail = _field_bytes(1, RETRY_INFO_TYPE_URL.encode()) + _field_bytes(2, retry_info)
+
+    return _field_varint(1, code) + _field_bytes(2, message.encode()) + _field_bytes(3, detail)
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, number = number & 0x7F, number >> 7
+        out.append(low | 0x80 if number else low)
+        if not number:
+            return bytes(out)
+
+
+def _field_varint(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value)
+
+
+def _field_bytes(number: int, value: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+def _reply_kind(content_type: str | None) -> str:
+    """The format of answers to a request: its own, or JSON when it is not an OTLP format."""
+    try:
+        return otlp.media_type(content_type)
+    except otlp.UnsupportedMediaType:
+        return otlp.JSON
+
+
+def _grpc_host(host: str) -> str:
+    """A host for a grpc address: IPv6 literals in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, read as it streams in; 413 as soon as it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _Refused(413, f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+
+    return b"".join(chunks)
+
+
+# -- running the service ---------------------------------------------------------------------
+
+
+async def serve(collector: Collector, **started: Any) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully.
+
+    Args:
+        collector: The servers to run.
+        started: Extra fields for the ``collector_started`` log line (never secrets).
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stop.set)
+    await collector.start()
+    settings = collector.settings
+    logger.info(
+        "collector_started",
+        host=settings.host,
+        http_port=collector.http_port,
+        grpc_port=collector.grpc_port,
+        auth="on" if settings.token else "off",
+        max_request_bytes=settings.max_request_bytes,
+        rate_limit=settings.rate_limit or None,
+        burst=settings.rate_burst if settings.rate_limit else None,
+        **started,
+    )
+    try:
+        await stop.wait()
+    finally:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(number)
+        await collector.stop()
+
+
+class CollectorThread:
+    """Runs a :class:`Collector` on its own event loop in a daemon thread.
+
+    For tests and benchmarks that send to a collector in the same process; ``start`` and
+    ``stop`` are called from any other thread.
+    """
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="otel-bedrock-collector", daemon=True
+        )
+
+    @property
+    def http_url(self) -> str:
+        """``http://host:port`` of OTLP/HTTP."""
+        return f"http://{self.collector.settings.host}:{self.collector.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        """``host:port`` of OTLP/gRPC."""
+        return f"{self.collector.settings.host}:{self.collector.grpc_port}"
+
+    def start(self) -> Self:
+        """Start the loop and the servers; raises what binding raised."""
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.collector.start(), self._loop).result(10)
+
+        return self
+
+    def stop(self) -> None:
+        """Stop the servers gracefully (draining the intake), then the loop."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(self.collector.stop(), self._loop)
+            future.result(self.collector.request_grace + self.collector.shutdown_timeout + 10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop.close()
+
+    def run(self, coroutine: Awaitable[Any]) -> Any:
+        """Run a coroutine on the collector's loop and return its result."""
+
+        async def wrapper() -> Any:
+            return await coroutine
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(30)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
