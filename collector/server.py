@@ -260,7 +260,13 @@ class Collector:
             app.router.add_get("/healthz", self._healthz)
             app.router.add_get("/readyz", self._readyz)
             app.router.add_get("/metrics", self._metrics)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.request_grace)
+            runner = web.AppRunner(
+                app,
+                access_log=None,
+                shutdown_timeout=self.request_grace,
+                # Bodies stay as sent: collector.otlp decompresses them within the size limit.
+                auto_decompress=False,
+            )
             await runner.setup()
             site = web.TCPSite(runner, settings.host, settings.http_port)
             await site.start()
