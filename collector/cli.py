@@ -158,7 +158,6 @@ def collector_command(
         "content_wait": content_wait,
         "config_file": config_file,
     }
-    configure_logging(log_format)
     try:
         settings = load_collector_settings(**flags)
         posthog = posthog_settings(settings)
@@ -166,6 +165,7 @@ def collector_command(
     except ConfigError as error:
         _fail(str(error), 2)
 
+    configure_logging(log_format)
     collector = Collector(intake, settings, shutdown_timeout=posthog.shutdown_timeout)
     spool = posthog.spool_path
     try:

@@ -243,6 +243,7 @@ class Collector:
         self._errors = _ErrorLog()
         self._stopping = False
         self._closed = False
+        self._http_active = 0
         self._runner: web.AppRunner | None = None
         self._grpc: grpc.aio.Server | None = None
         self.http_port: int | None = None
@@ -307,11 +308,24 @@ class Collector:
         if self._grpc is not None:
             steps.append(self._grpc.stop(self.request_grace))
         if self._runner is not None:
-            steps.append(self._runner.cleanup())
+            steps.append(self._stop_http(self._runner))
         await asyncio.gather(*steps)
         self._closed = True
         await asyncio.to_thread(self.intake.shutdown, self.shutdown_timeout)
         logger.info("collector_stopped", **self.intake.counts())
+
+    async def _stop_http(self, runner: web.AppRunner) -> None:
+        """Close the listening socket, wait for OTLP requests under way, then close the rest.
+
+        aiohttp's own graceful shutdown stops reading from every connection at once, so a body
+        still streaming in would never complete: requests are waited for here first.
+        """
+        for site in list(runner.sites):
+            await site.stop()
+        deadline = time.monotonic() + self.request_grace
+        while self._http_active and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await runner.cleanup()
 
     def is_ready(self) -> bool:
         """True while new data is welcome."""
@@ -347,6 +361,7 @@ class Collector:
         content_type = request.headers.get("Content-Type")
         kind = _reply_kind(content_type)
         self.metrics.in_flight.inc()
+        self._http_active += 1
         try:
             self._check_http(request, content_type)
             body = await _read_body(request, self.settings.max_request_bytes)
@@ -367,6 +382,9 @@ class Collector:
             response = self._http_refusal(kind, refusal)
         finally:
             self.metrics.in_flight.dec()
+            self._http_active -= 1
+        if self._stopping:
+            response.force_close()  # the client reconnects, to another replica if there is one
         self.metrics.observe("http", signal.path, response.status, time.monotonic() - started)
         if response.status >= 400:
             self._errors.refused("http", signal.path, response.status, _REASONS[response.status])
@@ -645,7 +663,9 @@ class CollectorThread:
         return self
 
     def stop(self) -> None:
-        """Stop the servers gracefully (draining the intake), then the loop."""
+        """Stop the servers gracefully (draining the intake), then the loop; once."""
+        if self._loop.is_closed():
+            return
         try:
             future = asyncio.run_coroutine_threadsafe(self.collector.stop(), self._loop)
             future.result(self.collector.request_grace + self.collector.shutdown_timeout + 10)
@@ -653,14 +673,6 @@ class CollectorThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop.close()
-
-    def run(self, coroutine: Awaitable[Any]) -> Any:
-        """Run a coroutine on the collector's loop and return its result."""
-
-        async def wrapper() -> Any:
-            return await coroutine
-
-        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(30)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -378,6 +381,39 @@ def test_metrics_count_requests_and_the_intake(make_collector: Any) -> None:
     assert samples[("otel_bedrock_collector_spans_duplicate_total", ())] == 1
     assert samples[("otel_bedrock_collector_events_total", (("outcome", "sent"),))] == 1
     assert samples[("otel_bedrock_collector_ready", ())] == 1
+
+
+def test_stop_lets_a_request_under_way_finish_then_drains(
+    make_collector: Any, capture: CaptureEmulator
+) -> None:
+    """A body still streaming in when stop begins is read, answered 200 and delivered; readiness
+    turns off at once; new connections are refused."""
+    server = make_collector()
+    body = one_call().SerializeToString()
+    stopping = threading.Event()
+
+    def slowly() -> Iterator[bytes]:
+        yield body[:10]
+        stopping.wait(5)
+        time.sleep(0.2)  # stop is under way
+        yield body[10:]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        response = pool.submit(post, server, slowly())
+        time.sleep(0.2)  # the request has started
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        stopping.set()
+        time.sleep(0.1)
+        ready_while_stopping = server.collector.is_ready()
+        assert response.result(10).status_code == 200
+        stopper.join(10)
+
+    assert ready_while_stopping is False
+    [event] = list(capture.events)
+    assert_llama_event(event)
+    with pytest.raises(requests.ConnectionError):
+        post(server, body)
 
 
 def test_refused_requests_are_logged_at_a_sane_rate(make_collector: Any) -> None:
