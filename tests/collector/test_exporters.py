@@ -215,19 +215,32 @@ def test_stock_log_exporter_content_joins_its_span(
 def test_sigterm_drains_spans_still_waiting(
     tmp_path: Path, bedrock: BedrockEmulator, capture: CaptureEmulator
 ) -> None:
-    """SIGTERM to ``python -m collector``: spans still waiting for content are converted and
-    delivered at once, the process exits 0, and its JSON log lines hold no token."""
+    """SIGTERM to ``python -m collector``, set up by flags and the posthog block of a
+    configuration file: spans still waiting for content are converted and delivered at once,
+    the process exits 0, and its JSON log lines hold no token, key or prompt."""
     capture.reset()
     http_port, grpc_port = free_port(), free_port()
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
+    config = tmp_path / "otel-config.yaml"
+    config.write_text(
+        'file_format: "1.0"\n'
+        "tracer_provider:\n"
+        "  processors:\n"
+        "    - batch:\n"
+        "        exporter:\n"
+        "          posthog:\n"
+        "            api_key: ${TEST_POSTHOG_KEY}\n"
+        f"            host: {capture.url}\n"
+        "            spool: 'off'\n"
+        "            capture_content: true\n"
+    )
     env = {
-        **os.environ,
-        "POSTHOG_API_KEY": TEST_KEY,
-        "POSTHOG_HOST": capture.url,
-        "OTEL_BEDROCK_SPOOL_PATH": "off",
-        "OTEL_BEDROCK_CAPTURE_CONTENT": "true",
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("POSTHOG_", "OTEL_BEDROCK_")) or name == "OTEL_BEDROCK_DATA_DIR"
     }
+    env["TEST_POSTHOG_KEY"] = TEST_KEY
     command = [
         sys.executable,
         "-m",
@@ -240,6 +253,8 @@ def test_sigterm_drains_spans_still_waiting(
         str(token_file),
         "--content-wait",
         "60",
+        "--config",
+        str(config),
     ]
     service = subprocess.Popen(
         command, env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
