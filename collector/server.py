@@ -30,7 +30,8 @@ shutting down                   503 + ``Retry-After``       ``UNAVAILABLE`` + Re
 ==============================  ==========================  ===================================
 
 RetryInfo travels in ``grpc-status-details-bin`` (a ``google.rpc.Status``, as grpc's rich
-status does it) and in ``google.rpc.retryinfo-bin`` (where the Python exporter looks).
+status does it) and in ``google.rpc.retryinfo-bin`` (where the Python exporter looks); see
+:mod:`collector.refusals`.
 
 Export requests are decoded and handed to :class:`~collector.pipeline.Intake` on a worker
 thread (``asyncio.to_thread``), so the loop keeps answering while spans are converted.
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import math
 import signal
 import threading
 import time
@@ -59,28 +59,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from collector import otlp
 from collector.metrics import CollectorMetrics
+from collector.refusals import RefusalLog, Refused, TokenBucket, retry_seconds
 from collector.settings import CollectorSettings
 
 logger = structlog.get_logger("collector")
 
 DEFAULT_REQUEST_GRACE = 10.0
 """Seconds requests under way at shutdown get to finish."""
-ERROR_LOG_INTERVAL = 10.0
-"""Least seconds between two log lines about refused requests of one kind."""
-
-# gRPC status codes, by number, for google.rpc.Status bodies.
-_INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
-_RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
-_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
-_UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED.value[0]
-_HTTP_TO_GRPC = {
-    400: _INVALID_ARGUMENT,
-    401: _UNAUTHENTICATED,
-    413: _RESOURCE_EXHAUSTED,
-    415: _INVALID_ARGUMENT,
-    429: _RESOURCE_EXHAUSTED,
-    503: _UNAVAILABLE,
-}
 
 
 class Accepted(Protocol):
@@ -142,73 +127,6 @@ LOGS = _Signal(
 )
 
 
-class _Refused(Exception):
-    """A request answered with an error: HTTP status, message, and seconds to wait if any."""
-
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-
-
-class TokenBucket:
-    """A request rate limit: ``rate`` requests per second, ``burst`` at once.
-
-    Used from the event loop's thread only.
-    """
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._last = clock()
-
-    def take(self) -> float:
-        """0 when a request may go ahead (a token is spent); else seconds until one may."""
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return 0.0
-
-        return (1 - self._tokens) / self.rate
-
-
-class _ErrorLog:
-    """Logs refused requests, one line per kind (transport, path, status) per interval, with
-    how many were not logged in between. Never logs bodies, tokens or messages from clients."""
-
-    def __init__(self, interval: float = ERROR_LOG_INTERVAL) -> None:
-        self.interval = interval
-        self._last: dict[tuple[str, str, str], float] = {}
-        self._suppressed: dict[tuple[str, str, str], int] = {}
-
-    def refused(self, transport: str, path: str, status: int | str, reason: str) -> None:
-        key = (transport, path, str(status))
-        now = time.monotonic()
-        if now - self._last.get(key, -math.inf) < self.interval:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        self._last[key] = now
-        suppressed = self._suppressed.pop(key, 0)
-        logger.warning(
-            "request_refused",
-            transport=transport,
-            path=path,
-            status=str(status),
-            reason=reason,
-            suppressed=suppressed,
-        )
-
-
-def _retry_seconds(seconds: float) -> int:
-    """A ``Retry-After`` value: whole seconds, at least one."""
-    return max(1, math.ceil(seconds))
-
-
 class Collector:
     """The OTLP/HTTP and OTLP/gRPC servers in front of one intake.
 
@@ -240,7 +158,7 @@ class Collector:
         self._bucket = (
             TokenBucket(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
         )
-        self._errors = _ErrorLog()
+        self._errors = RefusalLog()
         self._stopping = False
         self._closed = False
         self._http_active = 0
@@ -360,6 +278,7 @@ class Collector:
         started = time.monotonic()
         content_type = request.headers.get("Content-Type")
         kind = _reply_kind(content_type)
+        refusal: Refused | None = None
         self.metrics.in_flight.inc()
         self._http_active += 1
         try:
@@ -377,8 +296,10 @@ class Collector:
                 headers={"Content-Type": kind},
             )
         except otlp.BadRequest as error:
-            response = self._http_refusal(kind, _Refused(error.status, str(error)))
-        except _Refused as refusal:
+            refusal = Refused(error.status, str(error))
+            response = self._http_refusal(kind, refusal)
+        except Refused as refused:
+            refusal = refused
             response = self._http_refusal(kind, refusal)
         finally:
             self.metrics.in_flight.dec()
@@ -386,8 +307,8 @@ class Collector:
         if self._stopping:
             response.force_close()  # the client reconnects, to another replica if there is one
         self.metrics.observe("http", signal.path, response.status, time.monotonic() - started)
-        if response.status >= 400:
-            self._errors.refused("http", signal.path, response.status, _REASONS[response.status])
+        if refusal is not None:
+            self._errors.refused("http", signal.path, refusal.status, refusal.reason)
 
         return response
 
@@ -395,11 +316,11 @@ class Collector:
         """Refuse a request before its body is read: token, content type, size, rate, room,
         shutdown."""
         if self._token is not None and not self._authorized(request.headers.get("Authorization")):
-            raise _Refused(401, "missing or wrong bearer token")
+            raise Refused(401, "missing or wrong bearer token")
         otlp.media_type(content_type)
         length = request.content_length
         if length is not None and length > self.settings.max_request_bytes:
-            raise _Refused(
+            raise Refused(
                 413,
                 f"body of {length} bytes is over the limit of {self.settings.max_request_bytes}",
             )
@@ -408,24 +329,23 @@ class Collector:
     def _check_admission(self) -> None:
         """Refuse when stopping, over the rate limit, or when the intake has no room."""
         if self._closed:
-            raise _Refused(503, "the collector is shutting down", 1.0)
+            raise Refused(503, "the collector is shutting down", 1.0)
         if self._bucket is not None:
             wait = self._bucket.take()
             if wait:
-                raise _Refused(429, "over the request rate limit", wait)
+                raise Refused(429, "over the request rate limit", wait)
         wait_for = self.intake.refusal()
         if wait_for is not None:
-            raise _Refused(503, "PostHog is failing and the spool is full", wait_for)
+            raise Refused(503, "PostHog is failing and the spool is full", wait_for)
 
-    def _http_refusal(self, kind: str, refusal: _Refused) -> web.Response:
-        code = _HTTP_TO_GRPC.get(refusal.status, _INVALID_ARGUMENT)
+    def _http_refusal(self, kind: str, refusal: Refused) -> web.Response:
         response = web.Response(
             status=refusal.status,
-            body=otlp.encode_status(kind, code, refusal.message),
+            body=otlp.encode_status(kind, refusal.grpc_code.value[0], refusal.message),
             headers={"Content-Type": kind},
         )
         if refusal.retry_after is not None:
-            response.headers["Retry-After"] = str(_retry_seconds(refusal.retry_after))
+            response.headers["Retry-After"] = str(retry_seconds(refusal.retry_after))
         if refusal.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="otel-bedrock-collector"'
 
@@ -464,22 +384,22 @@ class Collector:
             if self._token is not None and not self._authorized(
                 authorization if isinstance(authorization, str) else None
             ):
-                raise _Refused(401, "missing or wrong bearer token")
+                raise Refused(401, "missing or wrong bearer token")
             self._check_admission()
             accepted = await asyncio.to_thread(self._parse_and_accept, signal, body)
             reply: bytes = signal.encode_response(
                 otlp.PROTOBUF, accepted.rejected, accepted.message
             )
-        except _Refused as refused:
+        except Refused as refused:
             refusal = refused
-            code = _grpc_code(refused.status)
+            code = refused.grpc_code
         finally:
             self.metrics.in_flight.dec()
         self.metrics.observe("grpc", path, code.name, time.monotonic() - started)
         if refusal is None:
             return reply
-        self._errors.refused("grpc", path, code.name, _REASONS[refusal.status])
-        await context.abort(code, refusal.message, _grpc_trailers(code, refusal))
+        self._errors.refused("grpc", path, code.name, refusal.reason)
+        await context.abort(code, refusal.message, refusal.grpc_trailers())
         raise AssertionError("abort() returned")  # pragma: no cover - abort always raises
 
     def _parse_and_accept(self, signal: _Signal, body: bytes) -> Accepted:
@@ -487,7 +407,7 @@ class Collector:
         try:
             request = signal.decode_grpc(body)
         except (DecodeError, RecursionError) as error:
-            raise _Refused(400, f"malformed protobuf message: {error}") from None
+            raise Refused(400, f"malformed protobuf message: {error}") from None
 
         return signal.accept(self.intake, request)
 
@@ -501,73 +421,6 @@ class Collector:
             return False
 
         return hmac.compare_digest(given.strip().encode(), self._token)
-
-
-_REASONS = {
-    400: "malformed_body",
-    401: "unauthenticated",
-    413: "too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
-    503: "unavailable",
-}
-
-
-def _grpc_code(status: int) -> grpc.StatusCode:
-    return {
-        400: grpc.StatusCode.INVALID_ARGUMENT,
-        401: grpc.StatusCode.UNAUTHENTICATED,
-        413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-        429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-        503: grpc.StatusCode.UNAVAILABLE,
-    }.get(status, grpc.StatusCode.INVALID_ARGUMENT)
-
-
-def _grpc_trailers(code: grpc.StatusCode, refusal: _Refused) -> tuple[tuple[str, bytes], ...]:
-    """RetryInfo for a refusal that may be retried, where OTLP clients look for it."""
-    if refusal.retry_after is None:
-        return ()
-    retry_info = retry_info_message(refusal.retry_after)
-    status = rpc_status_message(code.value[0], refusal.message, retry_info)
-
-    return (("grpc-status-details-bin", status), ("google.rpc.retryinfo-bin", retry_info))
-
-
-# google.rpc messages, encoded by hand: the collector needs these few fields only, and
-# googleapis-common-protos is not one of its dependencies.
-RETRY_INFO_TYPE_URL = "type.googleapis.com/google.rpc.RetryInfo"
-
-
-def retry_info_message(seconds: float) -> bytes:
-    """A serialised ``google.rpc.RetryInfo`` whose ``retry_delay`` is ``seconds``, rounded up
-    to whole seconds as ``Retry-After`` is."""
-    duration = _field_varint(1, _retry_seconds(seconds))
-
-    return _field_bytes(1, duration)
-
-
-def rpc_status_message(code: int, message: str, retry_info: bytes) -> bytes:
-    """A serialised ``google.rpc.Status`` with one detail: the ``RetryInfo``."""
-    detail = _field_bytes(1, RETRY_INFO_TYPE_URL.encode()) + _field_bytes(2, retry_info)
-
-    return _field_varint(1, code) + _field_bytes(2, message.encode()) + _field_bytes(3, detail)
-
-
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, number = number & 0x7F, number >> 7
-        out.append(low | 0x80 if number else low)
-        if not number:
-            return bytes(out)
-
-
-def _field_varint(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value)
-
-
-def _field_bytes(number: int, value: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
 
 
 def _reply_kind(content_type: str | None) -> str:
@@ -590,7 +443,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     async for chunk in request.content.iter_any():
         size += len(chunk)
         if size > limit:
-            raise _Refused(413, f"body is over the limit of {limit} bytes")
+            raise Refused(413, f"body is over the limit of {limit} bytes")
         chunks.append(chunk)
 
     return b"".join(chunks)

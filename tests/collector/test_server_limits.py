@@ -15,6 +15,7 @@ import pytest
 import requests
 from google.rpc import error_details_pb2, status_pb2
 
+from collector.refusals import TokenBucket
 from collector.server import CollectorThread
 from otel_bedrock.testing import CaptureEmulator
 from tests.collector.builders import bedrock_attributes, span, traces
@@ -209,6 +210,23 @@ def test_over_the_rate_is_429_with_retry_after(
     assert later.status_code == 200
     events = delivered(server, capture)
     assert span_ids(events) == ["00000000000000d1", "00000000000000d2", "00000000000000d9"]
+
+
+def test_token_bucket_refills_at_its_rate_up_to_the_burst() -> None:
+    """Three at once, then one every half second at two per second; idle time refills only
+    up to the burst."""
+    now = [0.0]
+    bucket = TokenBucket(rate=2, burst=3, clock=lambda: now[0])
+
+    at_start = [bucket.take() for _ in range(4)]
+    now[0] = 0.5
+    half_a_second_later = [bucket.take() for _ in range(2)]
+    now[0] = 100.0
+    after_a_long_pause = [bucket.take() for _ in range(4)]
+
+    assert at_start == [0.0, 0.0, 0.0, 0.5]
+    assert half_a_second_later == [0.0, 0.5]
+    assert after_a_long_pause == [0.0, 0.0, 0.0, 0.5]
 
 
 def test_grpc_over_the_rate_is_resource_exhausted_with_retry_info(make_collector: Any) -> None:
