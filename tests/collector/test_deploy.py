@@ -7,6 +7,10 @@ import json
 import os
 import re
 import shlex
+import signal
+import subprocess
+import sys
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -15,6 +19,7 @@ from typing import Any
 import opentelemetry.environment_variables
 import opentelemetry.sdk.environment_variables
 import pytest
+import requests
 import yaml
 
 from collector.dialects import canonical, dialect_of
@@ -23,6 +28,9 @@ from collector.settings import CollectorSettings
 from collector.spans import ReceivedSpan, received_spans
 from otel_bedrock.config import Settings, load_settings
 from otel_bedrock.errors import ConfigError
+from otel_bedrock.testing import CaptureEmulator
+from otel_bedrock.testing._server import free_port
+from tests.conftest import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "collector" / "deploy"
@@ -712,3 +720,80 @@ def test_deploy_readme_names_every_file() -> None:
     for path in DEPLOY.glob("*.yaml"):
         assert path.name in readme, path.name
     assert os.path.relpath(DOCKERFILE, ROOT) in readme
+
+
+# --- the commands, run ------------------------------------------------------------------------
+
+
+def test_image_command_serves_the_probes_and_stops_on_sigterm(
+    tmp_path: Path, capture: CaptureEmulator
+) -> None:
+    """The image's command, with a replica's environment (token on) and the sidecar's
+    arguments, answers the image's HEALTHCHECK, the sidecar's exec probes and the replicas'
+    HTTP probes without a token, and exits 0 on its stop signal within the grace period."""
+    (replica,) = pod_spec("StatefulSet", "otel-bedrock")["containers"]
+    http_port, grpc_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        **env_values(replica),
+        env_name(Settings, "spool"): str(tmp_path / "spool.sqlite3"),
+        "POSTHOG_API_KEY": TEST_KEY,
+        "POSTHOG_HOST": capture.url,
+        env_name(CollectorSettings, "token"): "deploy-test-token-8d1e",
+        env_name(CollectorSettings, "http_port"): str(http_port),
+        env_name(CollectorSettings, "grpc_port"): str(grpc_port),
+    }
+    entrypoint = json.loads(only(final_stage(), "ENTRYPOINT"))
+    script = Path(sys.executable).parent / entrypoint[0]
+    service = subprocess.Popen(
+        [str(script), *entrypoint[1:], *sidecar()["args"]],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(service, f"http://127.0.0.1:{http_port}/healthz")
+        _, _, command = only(final_stage(), "HEALTHCHECK").partition("CMD ")
+        checks = [json.loads(command)]
+        checks += [
+            [arg.replace(":4318/", f":{http_port}/") for arg in sidecar()[probe]["exec"]["command"]]
+            for probe in ("startupProbe", "livenessProbe")
+        ]
+        for argv in checks:
+            done = subprocess.run([sys.executable, *argv[1:]], env=env, timeout=30, check=False)
+            assert done.returncode == 0, argv
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            path = replica[probe]["httpGet"]["path"]
+            answer = requests.get(f"http://127.0.0.1:{http_port}{path}", timeout=5)
+            assert answer.status_code == 200, path
+        unauthorized = requests.post(
+            f"http://127.0.0.1:{http_port}/v1/traces",
+            data=b"",
+            headers={"Content-Type": "application/x-protobuf"},
+            timeout=5,
+        )
+        assert unauthorized.status_code == 401
+        assert only(final_stage(), "STOPSIGNAL") == "SIGTERM"
+        service.send_signal(signal.SIGTERM)
+        grace = pod_spec("StatefulSet", "otel-bedrock")["terminationGracePeriodSeconds"]
+        _, stderr = service.communicate(timeout=grace)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.communicate()
+    assert service.returncode == 0, stderr
+
+
+def wait_for(service: subprocess.Popen[str], url: str, timeout: float = 20) -> None:
+    """Poll ``url`` until it answers 200; fail early if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert service.poll() is None, service.communicate()[1]
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer")
