@@ -255,15 +255,19 @@ def _parse_client_error(text: str) -> tuple[str | None, str]:
     match = _CLIENT_ERROR.fullmatch(text)
     if match is None:
         return None, text
-    code = match["code"]
-    name = aws_error_name(code) if code and not code.isdigit() else None
 
-    return name, match["message"]
+    return aws_error_name(match["code"]), match["message"]
 
 
-def aws_error_name(code: str) -> str:
-    """The PascalCase AWS error name: ``throttlingException`` -> ``ThrottlingException``."""
+def aws_error_name(code: str) -> str | None:
+    """The PascalCase AWS error name: ``throttlingException`` -> ``ThrottlingException``.
+
+    None when the code names no error: empty, or only the HTTP status, which botocore puts
+    there when a response lost its ``x-amzn-errortype`` header.
+    """
     name = code.split(":", 1)[0].rsplit("#", 1)[-1]
+    if not name or name.isdigit():
+        return None
 
     return name[:1].upper() + name[1:]
 

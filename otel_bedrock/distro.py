@@ -31,7 +31,7 @@ from opentelemetry.util._importlib_metadata import EntryPoint
 from otel_bedrock.config import Settings, load_settings
 from otel_bedrock.errors import ConfigError
 from otel_bedrock.exporter import live_exporters
-from otel_bedrock.hooks import BedrockHooks, install_attempt_counter
+from otel_bedrock.hooks import BedrockHooks, install_botocore_wrappers
 from otel_bedrock.processor import BedrockSpanProcessor
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class BedrockDistro(BaseDistro):  # type: ignore[misc]
             else:
                 kwargs.setdefault("request_hook", hooks.request_hook)
                 kwargs.setdefault("response_hook", hooks.response_hook)
-                install_attempt_counter()
+                install_botocore_wrappers()
         super().load_instrumentor(entry_point, **kwargs)
 
 

@@ -11,8 +11,9 @@ the boto3 call, so they do no I/O, never raise, and write what they learn onto t
 - streams: the upstream stream wrapper, which parses three families and cannot end the span
   of the others, is replaced by :class:`~otel_bedrock.streams.ObservedStream`.
 
-:func:`install_attempt_counter` counts each call's HTTP attempts, so that calls which never got
-an answer still report their retries.
+:func:`install_botocore_wrappers` counts each call's HTTP attempts, so that calls which never
+got an answer still report their retries, and keeps the error of a stream call that failed
+before streaming.
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ class BedrockHooks:
         return values
 
     def _on_failure(self, span: Span, operation: str, result: Any) -> None:
-        # Upstream ends the span of a stream call that got an HTTP error itself; what it
-        # recorded (status message and error type) is read back by the exporter.
+        # Upstream ends the span of a stream call that got an HTTP error itself, before this
+        # hook: record_stream_call_error wrote the error onto it then.
         if isinstance(result, dict) and span.is_recording():
             span.set_attributes(client_error_attributes(result["Error"]))
         if operation in STREAM_OPERATIONS:
@@ -231,15 +232,54 @@ def count_attempt(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return wrapped(*args, **kwargs)
 
 
-_counter_installed = False
+def record_stream_call_error(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Write a failed stream call's error onto its span before upstream ends the span.
+
+    Wraps the upstream Bedrock extension's ``on_error``, which ends the span of a
+    ConverseStream or InvokeModelWithResponseStream call that got an HTTP error before the
+    response hook runs; without this, the event of such a call would lack the AWS error name
+    and the stack that the same error has on the other operations. Runs on the caller's
+    thread while the ``ClientError`` propagates.
+    """
+    try:
+        span, error = args[0], args[1]
+        if instance._call_context.operation in STREAM_OPERATIONS and span.is_recording():
+            response = getattr(error, "response", None) or {}
+            span.set_attributes(client_error_attributes(response.get("Error") or {}))
+            span.record_exception(error)
+    except Exception:  # noqa: BLE001 - recording must never break the caller's request
+        _hook_failed("stream_call_error", "")
+
+    return wrapped(*args, **kwargs)
 
 
-def install_attempt_counter() -> None:
-    """Wrap botocore so each Bedrock span counts its HTTP attempts; safe to call again."""
-    global _counter_installed
-    if not _counter_installed:
-        wrap_function_wrapper("botocore.endpoint", "Endpoint.create_request", count_attempt)
-        _counter_installed = True
+_wrappers_installed = False
+
+
+def install_botocore_wrappers() -> None:
+    """Wrap botocore and its instrumentation where hooks cannot reach; safe to call again.
+
+    Each Bedrock span counts its HTTP attempts (:func:`count_attempt`), and a stream call that
+    fails before streaming keeps its error (:func:`record_stream_call_error`).
+    """
+    global _wrappers_installed
+    if _wrappers_installed:
+        return
+    wrap_function_wrapper("botocore.endpoint", "Endpoint.create_request", count_attempt)
+    try:
+        wrap_function_wrapper(
+            "opentelemetry.instrumentation.botocore.extensions.bedrock",
+            "_BedrockRuntimeExtension.on_error",
+            record_stream_call_error,
+        )
+    except (ImportError, AttributeError):
+        warn_once(
+            logger,
+            "stream_call_error_unwrapped",
+            "otel_bedrock_upstream_changed: stream calls that fail before streaming will "
+            "lack their AWS error name",
+        )
+    _wrappers_installed = True
 
 
 def _end_failed_stream_call(span: Span) -> None:

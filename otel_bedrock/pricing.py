@@ -16,8 +16,9 @@ date has passed.
 
 Input tokens in :class:`~otel_bedrock.usage.Usage` exclude cache reads and writes, as Bedrock
 counts them; ``genai-prices`` counts input including them, and the conversion happens here.
-Only text tokens are priced (audio, image and per-request prices are ignored), and a cache
-write is priced at the 5-minute rate because Bedrock does not report the cache lifetime.
+Only text tokens are priced (audio, image and per-request prices are ignored). A cache write
+is priced at the 5-minute rate, except the part that Claude's response reports as written with
+the one-hour lifetime, which has its own rate.
 """
 
 from __future__ import annotations

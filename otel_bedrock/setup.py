@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_bedrock.config import Settings, load_settings
 from otel_bedrock.exporter import PostHogSpanExporter
-from otel_bedrock.hooks import BedrockHooks, install_attempt_counter
+from otel_bedrock.hooks import BedrockHooks, install_botocore_wrappers
 from otel_bedrock.processor import BedrockSpanProcessor
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def instrument_botocore(settings: Settings | None = None, **instrument_kwargs: A
     instrumentor.instrument(
         request_hook=request_hook, response_hook=response_hook, **instrument_kwargs
     )
-    install_attempt_counter()
+    install_botocore_wrappers()
 
 
 def _chain(existing: Hook | None, ours: Hook) -> Hook:

@@ -64,8 +64,9 @@ def client_error_attributes(error: Mapping[str, Any]) -> dict[str, Any]:
     """Span attributes for the ``Error`` object of a failed response."""
     values: dict[str, Any] = {}
     code = error.get("Code")
-    if isinstance(code, str) and code:
-        values[attr.ERROR_CODE] = aws_error_name(code)
+    name = aws_error_name(code) if isinstance(code, str) else None
+    if name is not None:
+        values[attr.ERROR_CODE] = name
     message = error.get("Message") or error.get("message")
     if isinstance(message, str):
         values[attr.ERROR_MESSAGE] = message

@@ -154,16 +154,59 @@ def test_client_error_gives_one_error_event(pipeline: Any) -> None:
     assert "ValidationException" in props["error_stack"]
 
 
-def test_stream_call_rejected_before_streaming_ends_its_span(pipeline: Any) -> None:
-    """A ConverseStream call that gets a 400 gives one error event (its span is ended)."""
+def _call(client: Any, operation: str) -> Any:
+    """Make one call of ``operation`` to Llama."""
+    if operation.startswith("Converse"):
+        method = client.converse_stream if operation == "ConverseStream" else client.converse
+        return method(modelId=LLAMA, messages=MESSAGES)
+    if operation == "InvokeModel":
+        return client.invoke_model(modelId=LLAMA, body=LLAMA_BODY)
+
+    return client.invoke_model_with_response_stream(modelId=LLAMA, body=LLAMA_BODY)
+
+
+@pytest.mark.parametrize(
+    "operation", ["InvokeModel", "InvokeModelWithResponseStream", "Converse", "ConverseStream"]
+)
+def test_call_rejected_with_400_gives_the_same_error_on_every_operation(
+    pipeline: Any, operation: str
+) -> None:
+    """A 400 gives one error event (a stream call's span is ended) with name, status, stack."""
     pipeline.bedrock.enqueue(validation_error("Malformed input request."))
 
     with pytest.raises(ClientError):
-        pipeline.client.converse_stream(modelId=LLAMA, messages=MESSAGES)
+        _call(pipeline.client, operation)
 
     props = pipeline.only_event()["properties"]
+    assert props["operation"] == operation
     assert props["error_type"] == "ValidationException"
-    assert props["operation"] == "ConverseStream"
+    assert props["error_name"] == "ValidationException"
+    assert props["error_code"] == 400
+    assert props["error_message"] == "Malformed input request."
+    assert "botocore.errorfactory.ValidationException" in props["error_stack"]
+
+
+@pytest.mark.parametrize("operation", ["Converse", "ConverseStream"])
+def test_error_without_its_aws_name_is_named_by_the_client_exception(
+    pipeline: Any, operation: str
+) -> None:
+    """A 429 that lost its x-amzn-errortype header is a ClientError, never a bare "429"."""
+    pipeline.bedrock.enqueue(
+        ScriptedResponse(
+            status=429,
+            headers={"content-type": "application/json"},
+            body=b'{"message": "Too many requests, please wait before trying again."}',
+        )
+    )
+
+    with pytest.raises(ClientError):
+        _call(pipeline.client, operation)
+
+    props = pipeline.only_event()["properties"]
+    assert props["error_type"] == "ClientError"
+    assert props["error_code"] == 429
+    assert props["error_message"] == "Too many requests, please wait before trying again."
+    assert "ClientError" in props["error_stack"]
 
 
 def test_converse_stream_read_to_the_end(pipeline: Any) -> None:
