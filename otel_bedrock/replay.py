@@ -154,7 +154,7 @@ def _call(bedrock: BedrockEmulator, exchange: Mapping[str, Any]) -> None:
     if behaviour.get("transport") == "refused":
         endpoint = f"http://127.0.0.1:{free_port()}"
     else:
-        bedrock.load_exchange(exchange)
+        _load_responses(bedrock, exchange, retries.get("max_attempts"))
     client = boto3.client(
         "bedrock-runtime",
         endpoint_url=endpoint,
@@ -173,6 +173,22 @@ def _call(bedrock: BedrockEmulator, exchange: Mapping[str, Any]) -> None:
         _consume(operation, response, behaviour.get("break_after_events"))
     except (ClientError, BotoCoreError) as error:
         logger.debug("replay_call_failed operation=%s error=%s", operation, error)
+
+
+def _load_responses(
+    bedrock: BedrockEmulator, exchange: Mapping[str, Any], max_retries: Any
+) -> None:
+    """Queue the recorded responses; retries beyond them get the last one again.
+
+    botocore makes up to ``max_attempts + 1`` attempts; without this, a retry that the file did
+    not record would get the emulator's made-up success.
+    """
+    recorded = bedrock.load_exchange(exchange)
+    attempts = max_retries + 1 if isinstance(max_retries, int) else recorded
+    if recorded and attempts > recorded:
+        responses = exchange.get("responses") or [exchange.get("response")]
+        last = [response for response in responses if response][-1]
+        bedrock.load_exchange({"responses": [last] * (attempts - recorded)})
 
 
 def _consume(operation: str, response: dict[str, Any], break_after: int | None) -> None:
