@@ -8,12 +8,17 @@ writes it onto the Bedrock span as ``bedrock.context.distinct_id``.
 
 from __future__ import annotations
 
+import logging
+
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_bedrock import attributes as attr
+from otel_bedrock._once import warn_once
 from otel_bedrock.identity import current_distinct_id, distinct_id_from_attributes
+
+logger = logging.getLogger(__name__)
 
 
 class BedrockSpanProcessor(SpanProcessor):
@@ -28,7 +33,16 @@ class BedrockSpanProcessor(SpanProcessor):
         values = span.attributes
         if values is None or values.get(attr.RPC_SERVICE) != attr.BEDROCK_RUNTIME_SERVICE:
             return
-        distinct_id = current_distinct_id() or _enclosing_span_identity(parent_context)
+        try:
+            distinct_id = current_distinct_id() or _enclosing_span_identity(parent_context)
+        except Exception:  # noqa: BLE001 - a span start must never break the caller's request
+            warn_once(
+                logger,
+                "identity_failed",
+                "otel_bedrock_identity_failed; the call goes on, its event may be anonymous",
+                exc_info=True,
+            )
+            return
         if distinct_id is not None:
             span.set_attribute(attr.CONTEXT_DISTINCT_ID, distinct_id)
 

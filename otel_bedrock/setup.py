@@ -105,8 +105,10 @@ def _chain(existing: Hook | None, ours: Hook) -> Hook:
         return ours
 
     def both(*args: Any) -> None:
-        theirs(*args)
-        ours(*args)
+        try:
+            theirs(*args)
+        finally:
+            ours(*args)  # a failing hook of theirs must not cost the call its event
 
     both._application_hook = theirs  # type: ignore[attr-defined]
 

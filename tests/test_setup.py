@@ -124,3 +124,56 @@ def test_user_set_on_the_span_wins_over_the_callers_context(
     call = describe(span)
     assert call is not None
     assert call.distinct_id == "from-span"
+
+
+def test_failing_application_hook_does_not_skip_ours(
+    bedrock: BedrockEmulator, clean_instrumentation: None
+) -> None:
+    """When the application's response hook raises, ours still records the call's usage."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    bedrock.reset()
+
+    def application_hook(span: Any, service: str, operation: str, result: Any) -> None:
+        raise RuntimeError("the application's hook failed")
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    BotocoreInstrumentor().instrument(tracer_provider=provider, response_hook=application_hook)
+    setup.instrument_botocore(load_settings(api_key=TEST_KEY), tracer_provider=provider)
+
+    with pytest.raises(RuntimeError):
+        make_client(bedrock.endpoint_url).invoke_model(modelId=LLAMA, body=BODY)
+
+    [span] = spans.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["bedrock.usage.source"] == "headers"
+
+
+def test_identity_failure_does_not_break_the_call(
+    bedrock: BedrockEmulator,
+    capture: CaptureEmulator,
+    clean_instrumentation: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If PostHog's context cannot be read, the call succeeds and its event is anonymous."""
+    from otel_bedrock import identity
+
+    def broken() -> str:
+        raise RuntimeError("context unavailable")
+
+    monkeypatch.setattr(identity, "get_context_distinct_id", broken)
+    bedrock.reset()
+    capture.reset()
+    provider = TracerProvider()
+    pipeline = otel_bedrock.configure(provider, api_key=TEST_KEY, host=capture.url)
+
+    make_client(bedrock.endpoint_url).invoke_model(modelId=LLAMA, body=BODY)
+
+    assert pipeline.flush(10_000) is True
+    [event] = capture.events
+    assert event["event"] == "bedrock_completion"
+    assert event["properties"]["$process_person_profile"] is False
+    provider.shutdown()

@@ -130,7 +130,7 @@ class PostHogDelivery:
             log_interval=log_interval,
             exit_timeout=shutdown_timeout,
         )
-        observe(self.counters)
+        observe()
         logger.info("posthog_delivery_ready host=%s spool=%s", host, spool_path)
 
     def send(self, event: CaptureEvent) -> None:

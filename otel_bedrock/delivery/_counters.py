@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import threading
-import weakref
 from collections.abc import Iterable
 
 from opentelemetry import metrics
@@ -33,10 +33,12 @@ class DeliveryCounters:
         self._values = dict.fromkeys(OUTCOMES, 0)
 
     def add(self, outcome: str, count: int = 1) -> None:
-        """Add ``count`` events to an outcome."""
+        """Add ``count`` events to an outcome (and to the process's totals)."""
         if count:
             with self._lock:
                 self._values[outcome] += count
+            if self is not _process_totals:
+                _process_totals.add(outcome, count)
 
     def snapshot(self) -> dict[str, int]:
         """The current values, by outcome."""
@@ -77,28 +79,26 @@ def format_counters(values: dict[str, int]) -> str:
     return " ".join(f"{name}={values[name]}" for name in OUTCOMES)
 
 
-_live: weakref.WeakSet[DeliveryCounters] = weakref.WeakSet()
+_process_totals = DeliveryCounters()
+"""Every delivery of this process added up, those already collected included, so that the
+metric never goes down."""
+os.register_at_fork(after_in_child=_process_totals.reset_after_fork)
 _instrument_lock = threading.Lock()
 _instrumented = False
 
 
 def _observe(_options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
-    totals = dict.fromkeys(OUTCOMES, 0)
-    for counters in list(_live):
-        for name, value in counters.snapshot().items():
-            totals[name] += value
-    for name, value in totals.items():
+    for name, value in _process_totals.snapshot().items():
         yield metrics.Observation(value, {"outcome": name})
 
 
-def observe(counters: DeliveryCounters) -> None:
-    """Report ``counters`` as ``otel_bedrock.delivery.events{outcome}`` when metrics are on.
+def observe() -> None:
+    """Report the process's delivery counters as ``otel_bedrock.delivery.events{outcome}``.
 
-    One observable counter per process sums every live delivery. Without a meter provider the
-    API's no-op (or proxy) meter makes this free.
+    One observable counter per process sums every delivery it ever ran; safe to call again.
+    Without a meter provider the API's no-op (or proxy) meter makes this free.
     """
     global _instrumented
-    _live.add(counters)
     with _instrument_lock:
         if _instrumented:
             return
