@@ -6,13 +6,15 @@ Zero-code: install the package, set ``POSTHOG_API_KEY`` and run the application 
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 from otel_bedrock.errors import ConfigError, OtelBedrockError
 from otel_bedrock.exporter import PostHogSpanExporter
 from otel_bedrock.identity import identify
 from otel_bedrock.processor import BedrockSpanProcessor
 from otel_bedrock.setup import Pipeline, configure, instrument_botocore
 
-__version__ = "0.1.0"
+__version__ = version("otel-bedrock")
 
 __all__ = [
     "BedrockSpanProcessor",

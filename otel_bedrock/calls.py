@@ -29,16 +29,6 @@ MODEL_OPERATIONS = frozenset(
 _ESTIMATING_PROVIDERS = frozenset({"cohere", "mistral"})
 
 
-class SpanEvent(Protocol):
-    """The part of an OpenTelemetry span event that we read."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def attributes(self) -> Mapping[str, Any] | None: ...
-
-
 class SpanData(Protocol):
     """The part of a finished span that we read (``ReadableSpan`` fits it)."""
 

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
 
     posthog_api_key: str | None = Field(
         default=None,
+        repr=False,  # never in a traceback or a log line of the settings
         validation_alias=AliasChoices("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY"),
     )
     posthog_host: str = Field(default=DEFAULT_POSTHOG_HOST, validation_alias="POSTHOG_HOST")

@@ -37,6 +37,7 @@ from enum import StrEnum
 from importlib import resources
 from typing import Any, Final
 
+from otel_bedrock._once import warn_once
 from otel_bedrock.errors import ConfigError
 from otel_bedrock.model_ids import ModelKind, ModelRef, parse_model_id
 from otel_bedrock.usage import Usage
@@ -197,8 +198,14 @@ class PriceBook:
             return UNPRICED
         try:
             return price_usage(prices, usage)
-        except Exception:  # never raise into the span processor or the exporter
-            logger.warning("cost_failed model_id=%s", model.raw, exc_info=True)
+        except Exception:  # noqa: BLE001 - never raise into the span processor or the exporter
+            warn_once(
+                logger,
+                f"cost_failed:{model.raw}",
+                "cost_failed model_id=%s",
+                model.raw,
+                exc_info=True,
+            )
 
         return UNPRICED
 
