@@ -446,11 +446,12 @@ class Intake:
     def refusal(self) -> float | None:
         """Seconds a client should wait before sending again, or None to accept.
 
-        New data is refused only while PostHog is failing and there is no room left for it
-        (the spool, or without one the memory queue, is full).
+        New data is refused while there is no room left for it (the spool, or without one the
+        memory queue, is full), whether PostHog is failing or only slower than the senders:
+        the senders keep their data and retry instead of the collector dropping it.
         """
         pressure = self.delivery.pressure()
-        if pressure.failing and pressure.full:
+        if pressure.full:
             return max(1.0, pressure.retry_in)
 
         return None

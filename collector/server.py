@@ -137,6 +137,7 @@ class Collector:
         settings: Host, ports, token and limits (a port of 0 leaves that transport off).
         shutdown_timeout: Seconds :meth:`stop` gives the intake to deliver what it holds.
         request_grace: Seconds :meth:`stop` gives requests under way to finish.
+        clock: The monotonic clock of the request rate limit.
     """
 
     def __init__(
@@ -146,6 +147,7 @@ class Collector:
         *,
         shutdown_timeout: float = 5.0,
         request_grace: float = DEFAULT_REQUEST_GRACE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.intake = intake
         self.settings = settings
@@ -156,7 +158,9 @@ class Collector:
         token = settings.token.get_secret_value().strip() if settings.token else ""
         self._token = token.encode() if token else None
         self._bucket = (
-            TokenBucket(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
+            TokenBucket(settings.rate_limit, settings.rate_burst, clock)
+            if settings.rate_limit
+            else None
         )
         self._errors = RefusalLog()
         self._stopping = False

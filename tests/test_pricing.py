@@ -481,4 +481,3 @@ def test_one_hour_cache_writes_have_their_own_price(book: PriceBook) -> None:
     # 100 x $3 + 600 x $3.75 + 400 x $6 per million input; 10 x $15 per million output.
     assert cost.input_usd == pytest.approx(0.0003 + 0.00225 + 0.0024, abs=1e-12)
     assert cost.output_usd == pytest.approx(0.00015, abs=1e-12)
-

@@ -44,13 +44,21 @@ def collectors(make_intake: Any) -> Iterator[Callable[..., CollectorThread]]:
     started: list[CollectorThread] = []
 
     def build(
-        *, intake: Any = None, intake_options: dict[str, Any] | None = None, **settings: Any
+        *,
+        intake: Any = None,
+        intake_options: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **settings: Any,
     ) -> CollectorThread:
         if intake is None:
             intake = make_intake(**(intake_options or {}))
         values = {"http_port": free_port(), "grpc_port": free_port(), **settings}
         collector = Collector(
-            intake, load_collector_settings(**values), shutdown_timeout=2.0, request_grace=2.0
+            intake,
+            load_collector_settings(**values),
+            shutdown_timeout=2.0,
+            request_grace=2.0,
+            clock=clock,
         )
         thread = CollectorThread(collector).start()
         started.append(thread)

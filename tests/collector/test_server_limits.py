@@ -198,10 +198,11 @@ def test_over_the_rate_is_429_with_retry_after(
     make_collector: Any, capture: CaptureEmulator
 ) -> None:
     """Past the burst, 429 with Retry-After; once a token is back, accepted again."""
-    server = make_collector(rate_limit=5, burst=2)
+    now = [0.0]
+    server = make_collector(rate_limit=5, burst=2, clock=lambda: now[0])
 
     first = [post(server, call_with_id(0xD1 + n)) for n in range(3)]
-    time.sleep(0.25)  # one token back at 5 per second
+    now[0] += 0.25  # one token back at 5 per second
     later = post(server, call_with_id(0xD9))
 
     assert [response.status_code for response in first] == [200, 200, 429]
@@ -231,7 +232,7 @@ def test_token_bucket_refills_at_its_rate_up_to_the_burst() -> None:
 
 def test_grpc_over_the_rate_is_resource_exhausted_with_retry_info(make_collector: Any) -> None:
     """Over the rate, gRPC answers RESOURCE_EXHAUSTED with RetryInfo, which makes it retryable."""
-    server = make_collector(rate_limit=1, burst=1)
+    server = make_collector(rate_limit=1, burst=1, clock=lambda: 0.0)
     grpc_call(server, call_with_id(0xD1))
 
     with pytest.raises(grpc.RpcError) as raised:
@@ -246,19 +247,20 @@ def test_a_flood_loses_nothing_that_was_accepted(
 ) -> None:
     """Forty concurrent requests against a burst of five (and two more per second): every 200
     becomes an event, every other answer is 429 with Retry-After, and the service goes on."""
-    server = make_collector(rate_limit=2, burst=5)
+    now = [0.0]
+    server = make_collector(rate_limit=2, burst=5, clock=lambda: now[0])
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(lambda n: post(server, call_with_id(0x100 + n)), range(40)))
 
     accepted = [n for n, response in enumerate(responses) if response.status_code == 200]
     refused = [response for response in responses if response.status_code != 200]
-    assert 5 <= len(accepted) <= 6
+    assert len(accepted) == 5
     assert {response.status_code for response in refused} == {429}
     assert all(response.headers["Retry-After"] == "1" for response in refused)
     events = delivered(server, capture)
     assert span_ids(events) == sorted(f"{0x100 + n:016x}" for n in accepted)
-    time.sleep(0.5)  # a token back
+    now[0] += 0.5  # a token back
     assert_still_serving(server, capture, len(accepted))
 
 
@@ -302,3 +304,24 @@ def test_backpressure_is_503_and_unavailable_until_posthog_is_back(
     ]
     assert requests.get(server.http_url + "/readyz", timeout=5).status_code == 200
     assert_still_serving(server, capture, 3)
+
+
+def test_posthog_slower_than_the_senders_is_503_never_a_drop(
+    make_collector: Any, capture: CaptureEmulator
+) -> None:
+    """PostHog healthy but slow while the queue is full: 503 + Retry-After instead of dropping;
+    every accepted call arrives once, and nothing is counted as dropped."""
+    server = make_collector(intake_options={"delivery": {"max_queue": 2}})
+    capture.set_delay(1.0)
+
+    responses = [post(server, call_with_id(0x200 + n)) for n in range(8)]
+
+    accepted = [n for n, response in enumerate(responses) if response.status_code == 200]
+    refused = [response for response in responses if response.status_code != 200]
+    assert refused
+    assert {response.status_code for response in refused} == {503}
+    assert all(int(response.headers["Retry-After"]) >= 1 for response in refused)
+    capture.set_delay(0.0)
+    assert capture.wait_for(len(accepted), timeout=10)
+    assert span_ids(list(capture.events)) == sorted(f"{0x200 + n:016x}" for n in accepted)
+    assert server.collector.intake.counts()["dropped"] == 0
