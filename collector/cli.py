@@ -110,6 +110,12 @@ def configure_logging(log_format: str) -> None:
     help="Seconds a span waits for its content log records when capture is on (default 2).",
 )
 @click.option(
+    "--merge-wait",
+    type=float,
+    help="Seconds a span waits for a nested or enclosing span of the same call from another "
+    "instrumentation (default 1).",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(path_type=Path),
@@ -131,6 +137,7 @@ def collector_command(
     rate_limit: float | None,
     burst: int | None,
     content_wait: float | None,
+    merge_wait: float | None,
     config_file: Path | None,
     log_format: str,
 ) -> None:
@@ -156,12 +163,13 @@ def collector_command(
         "rate_limit": rate_limit,
         "burst": burst,
         "content_wait": content_wait,
+        "merge_wait": merge_wait,
         "config_file": config_file,
     }
     try:
         settings = load_collector_settings(**flags)
         posthog = posthog_settings(settings)
-        intake = Intake(posthog, content_wait=settings.content_wait)
+        intake = Intake(posthog, content_wait=settings.content_wait, merge_wait=settings.merge_wait)
     except ConfigError as error:
         _fail(str(error), 2)
 

@@ -7,22 +7,24 @@ Each span of an export request goes through these steps:
 2. Nested spans of one call become one: when two instrumentations both trace a call, one span
    is the parent of the other. Within a request the spans are merged (the innermost span's
    attributes win; the outer ones fill in what it lacks); across requests the first one wins
-   and later ones are counted as ``duplicates``, unless the first is still waiting for its
-   content, in which case they are merged into it. A span received twice counts as a duplicate.
+   and later ones are counted as ``duplicates``, unless the first is still waiting, in which
+   case they are merged into it: every call waits ``merge_wait`` seconds for a span of another
+   instrumentation that encloses it or is nested in it, since the two often end in different
+   export batches. A span received twice counts as a duplicate.
    The operations of the two spans are not compared: some instrumentations cannot tell
    InvokeModel from Converse, or a stream from a plain call, and one Bedrock call never
    encloses another.
 3. With content capture on, a Bedrock span waits up to ``content_wait`` seconds for the log
    records that carry its prompt and generation (:func:`collector.dialects.content_from_log`);
    records that come first wait for their span for :data:`EARLY_LOG_TTL` seconds. A span
-   whose content is already complete does not wait. With capture off nothing waits and
-   content records are dropped on arrival.
+   whose content is already complete waits only ``merge_wait``. With capture off content
+   records are dropped on arrival.
 4. :meth:`otel_bedrock.exporter.PostHogSpanExporter.events_for`, the same code as in-process,
    turns the span into events, and :class:`~otel_bedrock.delivery.PostHogDelivery` sends them.
 
-Known limit: a duplicate whose first span was already converted adds nothing to the event,
-even facts the first span lacked. Memory is bounded: at most :data:`MAX_RECENT` recent span
-ids for de-duplication, :data:`MAX_PENDING` spans waiting for content (the oldest is converted
+Known limit: a duplicate whose first span was already converted (it came more than
+``merge_wait`` seconds later) adds nothing to the event, even facts the first span lacked. Memory is bounded: at most :data:`MAX_RECENT` recent span
+ids for de-duplication, :data:`MAX_PENDING` spans waiting (the oldest is converted
 early past that), and :data:`MAX_EARLY_LOGS` spans' worth of early content records, within
 :data:`EARLY_CHARS` characters. Content is cut to ``max_content_chars`` as it arrives, so no
 span holds much more than that twice over (prompt and reply).
@@ -63,7 +65,8 @@ logger = logging.getLogger(__name__)
 MAX_RECENT = 65_536
 """Span ids remembered for de-duplication (each of: spans, and their parents)."""
 MAX_PENDING = 50_000
-"""Bedrock spans waiting for their content at most; past it the oldest is converted early."""
+"""Bedrock spans waiting (for content or other spans) at most; past it the oldest is converted
+early."""
 MAX_EARLY_LOGS = 50_000
 """Spans whose content records arrived before them, remembered at most."""
 EARLY_CHARS = 64_000_000
@@ -158,6 +161,8 @@ class Intake:
     Args:
         settings: The PostHog settings (key, host, prices, identity keys, content capture).
         content_wait: Seconds a Bedrock span waits for its content when capture is on.
+        merge_wait: Seconds a Bedrock span waits for a nested or enclosing span of the same
+            call from another instrumentation; 0 converts at once.
         delivery: Where events go; by default a delivery built from ``settings``.
 
     Raises:
@@ -169,14 +174,18 @@ class Intake:
         settings: Settings,
         *,
         content_wait: float = 2.0,
+        merge_wait: float = 1.0,
         delivery: PostHogDelivery | None = None,
     ) -> None:
         if content_wait < 0:
             raise ValueError(f"content_wait must not be negative, got {content_wait}")
+        if merge_wait < 0:
+            raise ValueError(f"merge_wait must not be negative, got {merge_wait}")
         self.exporter = PostHogSpanExporter(settings=settings, delivery=delivery)
         self.delivery = self.exporter.delivery
         self.capture = settings.content_capture
         self.content_wait = content_wait
+        self.merge_wait = merge_wait
         self._max_chars = settings.max_content_chars
         self._cond = threading.Condition()
         self._counts = dict.fromkeys(COUNTERS, 0)
@@ -270,10 +279,14 @@ class Intake:
                 recent.popitem(last=False)
 
     def _hold_or_release(self, call: _Call, ready: list[_Call]) -> None:
-        """Keep a new call waiting for its content, or hand it to ``ready`` (lock held)."""
+        """Keep a new call waiting for its content or its other spans, or hand it to ``ready``
+        (lock held)."""
         self._take_early(call, call.keys)
-        if self.capture and not self._closed and not _has_content(call):
-            call.deadline = time.monotonic() + self.content_wait
+        wait = self.merge_wait
+        if self.capture and not _has_content(call):
+            wait = max(wait, self.content_wait)
+        if wait > 0 and not self._closed:
+            call.deadline = time.monotonic() + wait
             self._pending[id(call)] = call
             self._start_timer()
             self._cond.notify()

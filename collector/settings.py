@@ -40,6 +40,8 @@ class CollectorSettings(BaseSettings):
         burst: Requests accepted at once above the rate; by default one second's worth.
         content_wait: Seconds a Bedrock span waits for its content log records when content
             capture is on.
+        merge_wait: Seconds a Bedrock span waits for a span of another instrumentation that
+            traced the same call (nested in it or enclosing it), to make one event of both.
         config_file: An OpenTelemetry declarative configuration file with a ``posthog``
             exporter block (``OTEL_CONFIG_FILE`` by default).
     """
@@ -58,6 +60,7 @@ class CollectorSettings(BaseSettings):
     rate_limit: float = Field(default=0.0, ge=0, validation_alias=f"{PREFIX}RATE_LIMIT")
     burst: int | None = Field(default=None, gt=0, validation_alias=f"{PREFIX}BURST")
     content_wait: float = Field(default=2.0, ge=0, le=60, validation_alias=f"{PREFIX}CONTENT_WAIT")
+    merge_wait: float = Field(default=1.0, ge=0, le=60, validation_alias=f"{PREFIX}MERGE_WAIT")
     config_file: Path | None = Field(
         default=None,
         validation_alias=AliasChoices(f"{PREFIX}CONFIG_FILE", "OTEL_CONFIG_FILE"),

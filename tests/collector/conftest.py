@@ -32,13 +32,15 @@ FAST_DELIVERY: dict[str, Any] = {
 @pytest.fixture
 def make_intake(capture: CaptureEmulator) -> Iterator[Callable[..., Any]]:
     """Build an Intake that delivers to the capture emulator (reset first), or to
-    ``posthog_url``, with fast delivery timings and no spool; shut down after the test."""
+    ``posthog_url``, with fast delivery timings and no spool; shut down after the test. Calls
+    wait for their other spans only when ``merge_wait`` is given."""
     from collector.pipeline import Intake
 
     built: list[Intake] = []
 
     def build(
         content_wait: float = 0.2,
+        merge_wait: float = 0.0,
         delivery: dict[str, Any] | None = None,
         posthog_url: str | None = None,
         **settings: Any,
@@ -47,7 +49,7 @@ def make_intake(capture: CaptureEmulator) -> Iterator[Callable[..., Any]]:
         url = posthog_url or capture.url
         resolved = load_settings(api_key=TEST_KEY, host=url, **settings)
         sender = PostHogDelivery(TEST_KEY, url, **{**FAST_DELIVERY, **(delivery or {})})
-        intake = Intake(resolved, content_wait=content_wait, delivery=sender)
+        intake = Intake(resolved, content_wait=content_wait, merge_wait=merge_wait, delivery=sender)
         built.append(intake)
         return intake
 

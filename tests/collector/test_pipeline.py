@@ -160,10 +160,38 @@ def test_nested_spans_in_one_request_make_one_event(
     assert intake_counts(intake)["converted"] == 1
 
 
-def test_nested_span_in_a_later_request_is_a_duplicate(
+def test_nested_spans_in_later_requests_make_one_event_with_both_facts(
     make_intake: Any, capture: CaptureEmulator
 ) -> None:
-    """Whichever of two nested spans comes first makes the event; the other is counted."""
+    """Two nested spans of one call in separate requests, in either order, within the merge
+    wait: one event, the inner span's, with what only the outer span knew filled in."""
+    intake = make_intake(merge_wait=0.3)
+    cache = {"gen_ai.usage.cache_creation.input_tokens": 1000}
+    inner = span(0x32, bedrock_attributes(**USAGE), parent=0x31)
+    outer = span(0x31, bedrock_attributes(**USAGE, **cache), parent=0x30)
+    other_inner = span(0x42, bedrock_attributes(**USAGE), parent=0x41)
+    other_outer = span(0x41, bedrock_attributes(**USAGE, **cache), parent=0x40)
+
+    intake.accept_traces(traces(inner))
+    intake.accept_traces(traces(outer))
+    intake.accept_traces(traces(other_outer))
+    intake.accept_traces(traces(other_inner))
+
+    assert _eventually(lambda: intake_counts(intake)["converted"] == 2)
+    events = delivered(intake, capture)
+    assert sorted(event["properties"]["span_id"] for event in events) == [
+        "0000000000000032",
+        "0000000000000042",
+    ]
+    assert [event["properties"]["cache_write_token_count"] for event in events] == [1000, 1000]
+    assert intake_counts(intake)["duplicates"] == 2
+
+
+def test_nested_span_after_the_merge_wait_is_a_duplicate(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Without a merge wait, whichever of two nested spans comes first makes the event; the
+    other is counted as a duplicate."""
     intake = make_intake()
     inner = span(0x32, bedrock_attributes(**USAGE), parent=0x31)
     outer = span(0x31, bedrock_attributes(**USAGE), parent=0x30)
