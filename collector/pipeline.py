@@ -23,10 +23,11 @@ Each span of an export request goes through these steps:
    turns the span into events, and :class:`~otel_bedrock.delivery.PostHogDelivery` sends them.
 
 Known limit: a duplicate whose first span was already converted (it came more than
-``merge_wait`` seconds later) adds nothing to the event, even facts the first span lacked. Memory is bounded: at most :data:`MAX_RECENT` recent span
-ids for de-duplication, :data:`MAX_PENDING` spans waiting (the oldest is converted
-early past that), and :data:`MAX_EARLY_LOGS` spans' worth of early content records, within
-:data:`EARLY_CHARS` characters. Content is cut to ``max_content_chars`` as it arrives, so no
+``merge_wait`` seconds later) adds nothing to the event, even facts the first span lacked.
+Memory is bounded: at most :data:`MAX_RECENT` recent span ids for de-duplication,
+:data:`MAX_PENDING` spans waiting (the oldest is converted early past that), and
+:data:`MAX_EARLY_LOGS` spans' worth of early content records, within :data:`EARLY_CHARS`
+characters. Content is cut to ``max_content_chars`` as it arrives, so no
 span holds much more than that twice over (prompt and reply).
 
 Threads: the ``accept_*`` methods, :meth:`Intake.refusal`, :meth:`Intake.ready` and
