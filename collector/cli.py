@@ -174,6 +174,7 @@ def collector_command(
         _fail(str(error), 2)
 
     configure_logging(log_format)
+    intake.exporter.preload_prices()  # before the first request, not during it
     collector = Collector(intake, settings, shutdown_timeout=posthog.shutdown_timeout)
     spool = posthog.spool_path
     try:

@@ -123,6 +123,9 @@ class ReceivedLog:
     scope: str = ""
 
 
+_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value", "bytes_value"})
+
+
 def any_value(value: AnyValue) -> Any:
     """The Python value of an OTLP ``AnyValue``."""
     kind = value.WhichOneof("value")
@@ -138,7 +141,14 @@ def any_value(value: AnyValue) -> Any:
 
 def key_values(pairs: Iterable[KeyValue]) -> Mapping[str, Any]:
     """A read-only mapping of OTLP key-value pairs; a repeated key keeps its last value."""
-    decoded = {pair.key: any_value(pair.value) for pair in pairs}
+    decoded = {}
+    for pair in pairs:  # every attribute of every span: scalars decoded inline
+        value = pair.value
+        kind = value.WhichOneof("value")
+        if kind in _SCALARS:
+            decoded[pair.key] = getattr(value, kind)
+        else:
+            decoded[pair.key] = any_value(value)
 
     return MappingProxyType(decoded) if decoded else _EMPTY
 

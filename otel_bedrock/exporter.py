@@ -70,6 +70,10 @@ class PostHogSpanExporter(SpanExporter):
             self.settings.content_capture,
         )
 
+    def preload_prices(self) -> None:
+        """Load the price data now instead of while exporting the first Bedrock span."""
+        self._prices.preload()
+
     def events_for(self, span: SpanData) -> list[CaptureEvent]:
         """The PostHog events for one finished span (none for non-Bedrock spans).
 

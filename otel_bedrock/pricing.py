@@ -155,6 +155,13 @@ class PriceBook:
             self._user = load_price_table(overrides_path)
         self._cache: dict[_TableKey, tuple[Prices | None, float]] = {}
 
+    def preload(self) -> None:
+        """Load the genai-prices data now rather than on the first call to price (about a
+        second); for services that should be quick from their first request."""
+        from genai_prices import data_snapshot
+
+        data_snapshot.get_snapshot()
+
     def prices_for(self, model: ModelRef) -> Prices | None:
         """Return the per-token prices of ``model``, or None when it has none.
 
