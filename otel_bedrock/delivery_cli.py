@@ -3,12 +3,14 @@
 Each PostHog host has its own spool file in the data folder (see
 :attr:`otel_bedrock.config.Settings.spool_path`); both commands find it from the same
 settings as the exporter (``POSTHOG_HOST``, ``OTEL_BEDROCK_SPOOL_PATH``), or take ``--path``.
-``drain`` also applies the exporter's spool bounds (``OTEL_BEDROCK_SPOOL_MAX_MB``,
+``drain --path`` needs the host too (``--host`` or ``POSTHOG_HOST``): a spool file does not
+record it. ``drain`` also applies the exporter's spool bounds (``OTEL_BEDROCK_SPOOL_MAX_MB``,
 ``OTEL_BEDROCK_SPOOL_MAX_AGE_HOURS``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -79,11 +81,17 @@ def drain(path: Path | None, api_key: str | None, host: str | None, timeout: flo
 
     Exits 1 when something is left, or was evicted or dropped.
     """
+    if path is not None and host is None and not os.environ.get("POSTHOG_HOST"):
+        raise click.ClickException(
+            "a spool file does not say which PostHog host its events are for: give --host "
+            "(or POSTHOG_HOST) with --path"
+        )
     settings = _settings(api_key, host)
     file = _spool_file(path, settings)
     if not file.exists():
         click.echo(f"path={file} nothing to drain (no spool file)")
         return
+    click.echo(f"draining {file} to {settings.posthog_host} for up to {timeout:.0f} s")
     if settings.posthog_api_key is None:
         raise click.ClickException("POSTHOG_API_KEY is not set; give --api-key or set it")
     delivery = PostHogDelivery(

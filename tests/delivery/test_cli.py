@@ -36,9 +36,28 @@ def test_status_and_drain(posthog: CaptureEmulator, spool_file: Path) -> None:
     )
     assert drain.exit_code == 0, drain.output
     assert drain.output == (
+        f"draining {spool_file} to {posthog.url} for up to 60 s\n"
         f"path={spool_file} sent=3 retried=0 spooled=0 evicted=0 dropped=0 left=0\n"
     )
     assert sorted(received(posthog)) == sorted(event.uuid for event in events)
+
+
+def test_drain_of_a_given_file_needs_its_host(
+    spool_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """drain --path without --host or POSTHOG_HOST refuses, rather than send to the US cloud."""
+    monkeypatch.delenv("POSTHOG_HOST", raising=False)
+    spool = Spool(spool_file)
+    spool.put([to_wire(event) for event in make_events(1)])
+    spool.close()
+
+    drain = CliRunner().invoke(
+        spool_command, ["drain", "--path", str(spool_file), "--api-key", KEY]
+    )
+
+    assert drain.exit_code == 1
+    assert "give --host (or POSTHOG_HOST) with --path" in drain.output
+    assert Spool(spool_file).status().rows == 1
 
 
 def test_status_without_a_spool(tmp_path: Path) -> None:
@@ -69,6 +88,7 @@ def test_drain_uses_the_configured_bounds_and_fails_on_eviction(
     )
     assert drain.exit_code == 1, drain.output
     assert drain.output == (
+        f"draining {spool_file} to {posthog.url} for up to 60 s\n"
         f"path={spool_file} sent=2 retried=0 spooled=0 evicted=2 dropped=0 left=0\n"
     )
     assert sorted(received(posthog)) == sorted(event.uuid for event in events[2:])
