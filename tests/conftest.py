@@ -129,6 +129,19 @@ def make_client(endpoint_url: str, total_attempts: int = 1) -> Any:
     )
 
 
+def child_environment(**extra: str) -> dict[str, str]:
+    """The environment for a program the tests start: the developer's OpenTelemetry, AWS and
+    PostHog variables removed (the test's data folder kept, so no spool lands in $HOME), then
+    ``extra``."""
+    prefixes = ("OTEL_", "AWS_", "POSTHOG_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
+    if "OTEL_BEDROCK_DATA_DIR" in os.environ:
+        env["OTEL_BEDROCK_DATA_DIR"] = os.environ["OTEL_BEDROCK_DATA_DIR"]
+    env.update(extra)
+
+    return env
+
+
 @pytest.fixture
 def unused_port() -> int:
     """A loopback port where nothing listens."""

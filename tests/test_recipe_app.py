@@ -8,7 +8,6 @@ identify themselves with a W3C ``baggage: user.id=...`` header only.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from otel_bedrock.testing import (
 )
 from otel_bedrock.testing._server import free_port
 from otel_bedrock.testing.bedrock import REPLY_TEXT, REPLY_TOKENS
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, child_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "examples" / "recipe_app" / "app.py"
@@ -46,8 +45,7 @@ ATTEMPTS = 2  # AWS_MAX_ATTEMPTS given to the app
 def app_url(bedrock: BedrockEmulator, capture: CaptureEmulator) -> Iterator[str]:
     """The recipe app under opentelemetry-instrument, for the whole module."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AWS_", "POSTHOG_"))}
-    env.update(
+    env = child_environment(
         POSTHOG_API_KEY=TEST_KEY,
         POSTHOG_HOST=capture.url,
         AWS_ENDPOINT_URL_BEDROCK_RUNTIME=bedrock.endpoint_url,

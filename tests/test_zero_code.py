@@ -7,7 +7,6 @@ boto3's own ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` and at the capture emulator by
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from otel_bedrock.testing import BedrockEmulator, CaptureEmulator
 from otel_bedrock.testing.bedrock import REPLY_TOKENS
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, child_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -30,16 +29,17 @@ def run(
     """Run a program with a clean OpenTelemetry environment and the emulators' addresses."""
     bedrock.reset()
     capture.reset()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    env.update(
-        POSTHOG_API_KEY=TEST_KEY,
-        POSTHOG_HOST=capture.url,
-        AWS_ENDPOINT_URL_BEDROCK_RUNTIME=bedrock.endpoint_url,
-        AWS_ACCESS_KEY_ID="test",
-        AWS_SECRET_ACCESS_KEY="test",
-        AWS_REGION="us-east-1",
+    env = child_environment(
+        **{
+            "POSTHOG_API_KEY": TEST_KEY,
+            "POSTHOG_HOST": capture.url,
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_REGION": "us-east-1",
+            **extra,
+        }
     )
-    env.update(extra)
     return subprocess.run(
         argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
