@@ -55,6 +55,7 @@ def _add_commands() -> None:
     from otel_bedrock.delivery_cli import spool_command
     from otel_bedrock.demo import demo_command
     from otel_bedrock.report import report_command
+    from otel_bedrock.testing.cli import emulators_command
 
     for command in (
         demo_command,
@@ -62,6 +63,7 @@ def _add_commands() -> None:
         dashboard_command,
         spool_command,
         collector_command,
+        emulators_command,
     ):
         main.add_command(command)
 
