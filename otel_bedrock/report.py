@@ -34,14 +34,17 @@ Number = int | float
 
 
 def format_money(value: Number | None, digits: int = 6) -> str:
-    """Dollars with at least ``digits`` significant digits and never in exponent notation."""
+    """Dollars to ``digits`` significant digits, never in exponent notation, without trailing
+    zeros past the cents: ``$0.00001925``, ``$12.3456``, ``$1234567.00``."""
     if value is None:
         return MISSING
     if value == 0:
         return "$0"
     decimals = max(2, digits - 1 - math.floor(math.log10(abs(value))))
+    whole, _, fraction = f"{value:.{decimals}f}".partition(".")
+    fraction = fraction.rstrip("0").ljust(2, "0")
 
-    return f"${value:.{decimals}f}"
+    return f"${whole}.{fraction}"
 
 
 def format_ms(value: Number | None, decimals: int = 1) -> str:

@@ -92,7 +92,9 @@ def totals(output: str) -> dict[str, str]:
 
 def test_money_keeps_six_significant_digits_without_exponents() -> None:
     """Dollar amounts show at least six significant digits and a dash when undefined."""
-    assert format_money(0.000088) == "$0.0000880000"
+    assert format_money(0.000088) == "$0.000088"
+    assert format_money(0.00001925) == "$0.00001925"
+    assert format_money(3.98276e-06) == "$0.00000398276"
     assert format_money(0.00219699) == "$0.00219699"
     assert format_money(12.3456) == "$12.3456"
     assert format_money(1234567.0) == "$1234567.00"
@@ -115,13 +117,13 @@ def test_report_prints_the_five_insights_over_all_events(store: Path) -> None:
     assert result.exit_code == 0, result.output
     assert totals(result.output) == {
         "Generation count": "3",
-        "Average cost per call": "$0.000440000",
-        "Average cost per user": "$0.000660000",
+        "Average cost per call": "$0.00044",
+        "Average cost per user": "$0.00066",
         "Average response time": "1100.0 ms",
         "Error rate": "25.00%",
     }
     assert result.output.startswith(f"5 events read from {store}\n")
-    assert "completions 3 · errors 1 · users 2 · total cost $0.00132000" in result.output
+    assert "completions 3 · errors 1 · users 2 · total cost $0.00132" in result.output
 
 
 def test_report_prints_one_row_per_utc_day_including_empty_days(store: Path) -> None:
@@ -134,8 +136,8 @@ def test_report_prints_one_row_per_utc_day_including_empty_days(store: Path) -> 
         "2",
         "1",
         "2",
-        "$0.000330000",
-        "$0.000330000",
+        "$0.00033",
+        "$0.00033",
         "900.0",
         "ms",
         "33.33%",
@@ -146,8 +148,8 @@ def test_report_prints_one_row_per_utc_day_including_empty_days(store: Path) -> 
         "1",
         "0",
         "1",
-        "$0.000660000",
-        "$0.000660000",
+        "$0.00066",
+        "$0.00066",
         "1500.0",
         "ms",
         "0.00%",
@@ -217,8 +219,8 @@ def test_html_page_is_self_contained_with_one_chart_per_insight(
     assert page.count("<svg") == 5
     for metric in METRICS:
         assert page.count(f'id="chart-{metric.key}"') == 1
-    assert '<div class="value">$0.000440000</div>' in page
-    assert "<td>2025-06-01</td><td>2</td><td>1</td><td>2</td><td>$0.000330000</td>" in page
+    assert '<div class="value">$0.00044</div>' in page
+    assert "<td>2025-06-01</td><td>2</td><td>1</td><td>2</td><td>$0.00033</td>" in page
 
 
 def test_line_chart_breaks_on_days_without_a_value() -> None:
@@ -236,7 +238,7 @@ def test_line_chart_breaks_on_days_without_a_value() -> None:
 
     assert svg.count("<circle") == 3
     assert svg.count("<polyline") == 1
-    assert "<title>2025-06-03: $0.000220000</title>" in svg
+    assert "<title>2025-06-03: $0.00022</title>" in svg
 
 
 def test_chart_without_any_value_says_so() -> None:
