@@ -306,6 +306,10 @@ def insights_table(result: insights.Insights, tally: Tally, received: int) -> Ta
     return table
 
 
+FORWARD_SECONDS = 15.0
+"""How long the demo tries to copy its events to the user's PostHog project."""
+
+
 def forward(events: Sequence[CapturedEvent], settings: Settings) -> int:
     """Send ``events`` unchanged (same uuids) to the PostHog project of ``settings``.
 
@@ -325,7 +329,7 @@ def forward(events: Sequence[CapturedEvent], settings: Settings) -> int:
                 timestamp=datetime.fromisoformat(str(event["timestamp"])),
             )
         )
-    delivery.flush(30.0)
+    delivery.flush(FORWARD_SECONDS)
     delivery.shutdown()
     counters = delivery.counters.snapshot()
 
@@ -487,10 +491,16 @@ def _sigterm_as_exit() -> Iterator[None]:
 
 def _report_forward(console: Console, events: Sequence[CapturedEvent], settings: Settings) -> None:
     """Copy the events to the user's PostHog project and say where to find them."""
+    console.print(
+        f"Sending the {len(events)} events to your PostHog project at {settings.posthog_host} "
+        f"(POSTHOG_API_KEY is set; up to {FORWARD_SECONDS:.0f} s)..."
+    )
     failed = forward(events, settings)
     if failed:
         raise click.ClickException(
-            f"{failed} of {len(events)} events were not accepted by {settings.posthog_host}"
+            f"{failed} of {len(events)} events did not reach {settings.posthog_host}: check "
+            "POSTHOG_HOST, POSTHOG_API_KEY and the network (the insights above come from the "
+            "local emulator and are complete)"
         )
     console.print(
         f"Sent {len(events)} events to your PostHog project at {settings.posthog_host}: "
