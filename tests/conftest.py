@@ -23,32 +23,28 @@ from otel_bedrock.setup import instrument_botocore
 from otel_bedrock.testing import BedrockEmulator, CapturedEvent, CaptureEmulator
 from otel_bedrock.testing._server import free_port
 
+BUNDLED = Path(__file__).resolve().parent / "data" / "bedrock"
+"""Real Bedrock Runtime exchanges (``recordings/``, from other projects' test suites, each
+naming its source and licence) and cases built from reported bugs (``cases/``)."""
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+"""Where newer exchanges in the same format may lie beside the checkout; they join the bundled
+ones, a file of the same name replacing its bundled copy."""
 TEST_KEY = "phc_test"
 
 
 def shared_files(folder: str) -> list[Path]:
-    """The exchange files of a folder of the shared Bedrock data beside the repository.
+    """The exchange files of ``recordings`` or ``cases``: bundled, plus any beside the checkout."""
+    found = {path.name: path for path in (BUNDLED / folder).glob("*.json")}
+    found.update({path.name: path for path in (SHARED / folder).glob("*.json")})
 
-    Outside CI a checkout without that data runs the rest of the suite; in CI its absence
-    is an error, so that those tests cannot vanish unnoticed.
-    """
-    path = SHARED / folder
-    if not path.is_dir():
-        if os.environ.get("CI"):
-            raise FileNotFoundError(f"{path} is missing; the replay tests need it")
-        return []
-    return sorted(path.glob("*.json"))
+    return [found[name] for name in sorted(found)]
 
 
 def shared_path(*parts: str) -> Path:
-    """A file or folder of the shared Bedrock data; the test is skipped without it (not in CI)."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        if os.environ.get("CI"):
-            raise FileNotFoundError(f"{path} is missing; the replay tests need it")
-        pytest.skip(f"{path} is not present")
-    return path
+    """A file or folder of the exchanges: beside the checkout if there, else the bundled one."""
+    beside = SHARED.joinpath(*parts)
+
+    return beside if beside.exists() else BUNDLED.joinpath(*parts)
 
 
 def load_exchange(path: Path) -> dict[str, Any]:

@@ -10,10 +10,8 @@ import pytest
 from otel_bedrock.converse import ConverseStreamState, converse_usage, parse_converse
 from otel_bedrock.families import ResponseFacts
 from otel_bedrock.usage import Usage
-from tests.conftest import shared_path
+from tests.conftest import BUNDLED, shared_files
 from tests.families.recorded import (
-    CASES,
-    RECORDINGS,
     case,
     converse_response,
     load,
@@ -243,7 +241,7 @@ CASE_NAMES = {
 
 def _successful(operation: str) -> set[str]:
     names = set()
-    for path in RECORDINGS.glob("*.json"):
+    for path in (BUNDLED / "recordings").glob("*.json"):
         record = load(path)
         if record["operation"] == operation and record["response"]["status"] == 200:
             names.add(path.name)
@@ -268,8 +266,7 @@ def _check_case(facts: ResponseFacts, properties: dict[str, Any]) -> None:
 
 
 def test_every_converse_recording_has_expected_values() -> None:
-    """Each successful recorded Converse and ConverseStream exchange has an expectation here."""
-    shared_path("recordings")
+    """Each successful bundled Converse and ConverseStream recording has an expectation here."""
     assert _successful("Converse") == set(CONVERSE)
     assert _successful("ConverseStream") == set(STREAMS)
 
@@ -323,7 +320,7 @@ def test_recorded_converse_stream_without_text(name: str) -> None:
     "name",
     sorted(
         p.name
-        for p in CASES.glob("*.json")
+        for p in shared_files("cases")
         if load(p)["operation"] == "Converse" and load(p)["expected"]["event"] != "bedrock_error"
     ),
 )

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 
 from otel_bedrock.model_ids import ModelKind, ModelRef, parse_model_id, resolve_model
-from tests.conftest import shared_files, shared_path
+from tests.conftest import BUNDLED
 
 APP_PROFILE = "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
 CUSTOM = "arn:aws-cn:bedrock:cn-north-1:789:custom-model/amazon.titan-text-express-v1:0:8k/q1w2"
@@ -105,22 +105,21 @@ def _model_ids(node: Any) -> list[str]:
     return []
 
 
-def _shared_model_ids() -> list[str]:
-    files = shared_files("recordings") + shared_files("cases")
+def _bundled_model_ids() -> list[str]:
+    files = sorted(BUNDLED.glob("*/*.json"))
     ids = {m for path in files for m in _model_ids(json.loads(path.read_text("utf-8")))}
 
     return sorted(ids)
 
 
-def test_shared_files_hold_model_ids() -> None:
-    """The shared recordings and cases hold exactly the model ids listed in this module."""
-    shared_path("recordings")
-    assert _shared_model_ids() == sorted(RECORDED)
+def test_bundled_files_hold_model_ids() -> None:
+    """The bundled recordings and cases hold exactly the model ids listed in this module."""
+    assert _bundled_model_ids() == sorted(RECORDED)
 
 
-@pytest.mark.parametrize("raw", _shared_model_ids())
+@pytest.mark.parametrize("raw", _bundled_model_ids())
 def test_recorded_model_ids_parse(raw: str) -> None:
-    """Every model id from the shared recordings parses to its expected kind and base id."""
+    """Every model id from the bundled recordings parses to its expected kind and base id."""
     ref = parse_model_id(raw)
 
     assert (ref.kind, ref.base_id, ref.provider, ref.geo) == RECORDED[raw]

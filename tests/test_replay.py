@@ -19,7 +19,7 @@ import pytest
 from botocore.eventstream import EventStreamBuffer
 
 from otel_bedrock.replay import ReplayedEvent, replay
-from tests.conftest import SHARED, load_exchange, shared_files
+from tests.conftest import load_exchange, shared_files, shared_path
 
 OUR_CASES = Path(__file__).resolve().parent / "data" / "cases"
 
@@ -134,9 +134,7 @@ def test_recording_replays_to_what_the_response_shows(path: Path) -> None:
 
 def test_replay_command_prints_one_json_line_per_event() -> None:
     """The CLI prints each event as a JSON line naming its source file."""
-    case = SHARED / "cases" / "titan-invoke-tokens.json"
-    if not case.is_file():
-        pytest.skip("shared cases are not present")
+    case = shared_path("cases", "titan-invoke-tokens.json")
 
     done = subprocess.run(
         [sys.executable, "-m", "otel_bedrock.cli", "replay", str(case)],

@@ -20,10 +20,7 @@ from botocore.eventstream import EventStream
 from botocore.model import OperationModel, ServiceModel
 from botocore.parsers import EventStreamJSONParser, RestJSONParser
 
-from tests.conftest import SHARED, shared_path
-
-RECORDINGS = SHARED / "recordings"
-CASES = SHARED / "cases"
+from tests.conftest import shared_path
 
 
 @cache

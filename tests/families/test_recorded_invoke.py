@@ -9,8 +9,8 @@ import pytest
 
 from otel_bedrock.families import ResponseFacts, family_for
 from otel_bedrock.usage import Usage
-from tests.conftest import shared_path
-from tests.families.recorded import RECORDINGS, chunk_payloads, invoke_body, load, recording
+from tests.conftest import shared_files, shared_path
+from tests.families.recorded import chunk_payloads, invoke_body, load, recording
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def _check(facts: ResponseFacts, expected: Expected) -> None:
 
 
 def _names(operation: str) -> set[str]:
-    return {p.name for p in RECORDINGS.glob("*.json") if load(p)["operation"] == operation}
+    return {p.name for p in shared_files("recordings") if load(p)["operation"] == operation}
 
 
 def test_every_invoke_recording_has_expected_values() -> None:

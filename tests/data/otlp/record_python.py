@@ -4,8 +4,8 @@ Three commands (see README.md beside this file):
 
 ``plan``
     Build ``calls.json``: the six Bedrock calls every dialect makes, each with the request it
-    sends and the reply the emulator serves (real replies from ``shared/recordings``, one
-    written by hand). Standard library only.
+    sends and the reply the emulator serves (real replies from
+    ``tests/data/bedrock/recordings``, one written by hand). Standard library only.
 ``serve``
     Run ``otel_bedrock.testing.BedrockEmulator`` (needs the project's own environment). Prints
     the endpoint URL, then for every call name read on standard input queues that call's reply
@@ -33,7 +33,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 CALLS_FILE = HERE / "calls.json"
-RECORDINGS = REPO.parent / "shared" / "recordings"
+RECORDINGS = REPO / "tests" / "data" / "bedrock" / "recordings"
 REGION = "us-east-1"
 USER = "user-42"
 SESSION = "session-7"
