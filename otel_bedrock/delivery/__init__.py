@@ -10,12 +10,15 @@
 For a serverless handler, deliver before the runtime freezes with one line at the end of the
 handler: ``otel_bedrock.flush()``.
 
-Known limit: events still in the memory queue are lost when the process is killed with
-SIGKILL. While PostHog answers, that is at most about ``flush_interval`` of events (or those
-waiting behind an ongoing attempt); while it is failing, the worker moves the queue to the
-spool every ``flush_interval``, so again at most about ``flush_interval`` of events is only in
-memory. Events of a failed attempt are already in the spool. Without a spool, an exit handler
-flushes for ``shutdown_timeout`` and counts what is left as dropped.
+Known limit: events only in memory are lost when the process is killed with SIGKILL. While
+PostHog answers, that is at most about ``flush_interval`` of events and the batch being sent.
+While PostHog is failing, or while one request has taken longer than ``flush_interval`` (a
+PostHog that accepts connections and does not answer), the spool writer moves the queue to the
+spool every ``flush_interval`` and writes the batch in flight ahead, leased to this process
+(after SIGKILL the next process sends it once the lease has run out), so again at most about
+``flush_interval`` of events is only in memory. Events of a failed attempt are already in the
+spool. Without a spool, an exit handler flushes for ``shutdown_timeout`` and counts what is
+left as dropped.
 """
 
 from __future__ import annotations
@@ -38,21 +41,28 @@ class PostHogDelivery:
     """Sends events to one PostHog project, through a memory queue and an optional disk spool.
 
     ``send`` is called on the span processor's export thread and never waits for the network;
-    one daemon worker thread per process does the HTTP. ``flush`` and ``shutdown`` may be
-    called from any thread. After ``fork()`` the child starts with an empty queue and zero
-    counters, and shares the spool with its parent.
+    one daemon worker thread per process does the HTTP, and with a spool one daemon spool
+    writer thread does the SQLite writes. ``flush`` and ``shutdown`` may be called from any
+    thread. After ``fork()`` the child starts with an empty queue and zero counters, and shares
+    the spool with its parent; a fork that runs no Python fork hooks (uWSGI's default) is
+    noticed by its new process id on the next ``send``, ``flush`` or ``shutdown``.
 
     For processes whose tracer provider is never shut down, an interpreter-exit handler copies
-    what memory still holds to the spool (keeping it queued) and gives back this process's
-    claims on spooled rows; ``shutdown`` later deletes each copy as its event is delivered.
-    Without a spool, the exit handler flushes for ``shutdown_timeout`` and counts the rest as
-    dropped.
+    what memory still holds to the spool (keeping it queued), leased to this process so that
+    no other process sends a copy while ``shutdown`` may still send the original, and gives
+    back this process's claims on spooled rows; ``shutdown`` later deletes each copy as its
+    event is delivered and gives back the lease on the rest. Without ``shutdown``, the next
+    process with the spool sends the copies once the lease (``lease_seconds``) has run out.
+    When the copy cannot be written, and without a spool, the exit handler flushes for
+    ``shutdown_timeout`` and counts the rest as dropped.
 
     Args:
         api_key: The PostHog project API key.
         host: PostHog's ingestion host.
         spool_path: The SQLite spool file; None keeps everything in memory only.
-        max_queue: Events held in memory before new ones go to the spool.
+        max_queue: Events held in memory; when it is full, the whole queue is handed to the
+            spool writer, whose backlog holds up to ``max(2 * max_queue, 10 * batch_size)``
+            events; beyond that, new events are dropped (counted and logged).
         batch_size: Events per request.
         flush_interval: Seconds a partial batch waits for more events.
         timeout: Seconds to wait for each HTTP answer.
@@ -140,6 +150,9 @@ class PostHogDelivery:
     def flush(self, timeout_seconds: float = 10.0) -> bool:
         """Deliver what memory holds, and what the spool holds, within ``timeout_seconds``.
 
+        Returns early, with False, when an attempt during the flush failed and everything
+        memory held is in the spool.
+
         Returns:
             True when everything was delivered in time; False otherwise (events wait).
         """
@@ -156,6 +169,9 @@ class PostHogDelivery:
 
     def shutdown(self, timeout_seconds: float | None = None) -> None:
         """Flush for ``timeout_seconds`` (by default ``shutdown_timeout``), spool what is
-        left, log the counters, stop."""
+        left, log the counters, stop.
+
+        Without a spool, a batch PostHog has not answered by then is counted dropped.
+        """
         budget = self.shutdown_timeout if timeout_seconds is None else max(0.0, timeout_seconds)
         self._engine.shutdown(budget)

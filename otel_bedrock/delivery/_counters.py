@@ -26,11 +26,13 @@ class DeliveryCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values = dict.fromkeys(OUTCOMES, 0)
+        self._pid = os.getpid()
 
     def reset_after_fork(self) -> None:
         """Start from zero with a new lock (in a forked child: the parent counts its own)."""
         self._lock = threading.Lock()
         self._values = dict.fromkeys(OUTCOMES, 0)
+        self._pid = os.getpid()
 
     def add(self, outcome: str, count: int = 1) -> None:
         """Add ``count`` events to an outcome (and to the process's totals)."""
@@ -84,6 +86,14 @@ _process_totals = DeliveryCounters()
 metric never goes down."""
 os.register_at_fork(after_in_child=_process_totals.reset_after_fork)
 _instrument_lock = threading.Lock()
+
+
+def reset_if_forked() -> None:
+    """Reset the process's totals in a child forked without Python's fork hooks."""
+    if _process_totals._pid != os.getpid():
+        _process_totals.reset_after_fork()
+
+
 _instrumented = False
 
 

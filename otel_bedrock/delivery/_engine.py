@@ -1,13 +1,23 @@
-"""The delivery engine: a bounded memory queue, one worker thread, the spool, and fork safety.
+"""The delivery engine: a bounded memory queue, a worker thread, a spool writer, fork safety.
 
 ``send`` runs on the span processor's export thread and only takes a lock to append to the
-queue; when the queue is full the event goes to a small overflow deque that the worker writes
-to the spool in batches, so the export thread never waits for SQLite. The worker thread sends
-batches: first what the spool holds (oldest first), then events that failed without a spool,
-then the queue. A batch that fails for a reason that may pass (5xx, 429, 401, network) goes
-to the spool at once, and the worker backs off exponentially with jitter, or as long as
-PostHog's ``Retry-After`` asks (capped at :data:`MAX_SERVER_WAIT`). While PostHog is failing,
-the worker also moves the memory queue to the spool every ``flush_interval``.
+queue. When the queue is full, ``send`` hands the whole queue (one reference, no copy) to the
+spool writer's backlog and starts a new one, so the export thread never waits for SQLite; only
+when the backlog is full too is an event dropped, counted and logged. The spool writer thread
+writes the backlog to the spool as soon as it appears; it also moves the memory queue to the
+spool every ``flush_interval`` while PostHog is failing or while one request has taken longer
+than ``flush_interval``, and then writes the batch in flight ahead too, leased to this process,
+so that a process killed during an outage or a hang loses no more than about
+``flush_interval`` of events.
+
+The worker thread sends batches: first what the spool holds (oldest first), then events that
+failed without a spool, then the queue. A batch that fails for a reason that may pass (5xx,
+429, 401, network) goes to the spool at once, and the worker backs off exponentially with
+jitter, or as long as PostHog's ``Retry-After`` asks (capped at :data:`MAX_SERVER_WAIT`).
+
+Fork: ``os.register_at_fork`` resets a child; servers that fork without running Python's fork
+hooks (uWSGI without ``py-call-osafterfork``) are caught by a process id check in ``send``,
+``flush``, ``shutdown`` and the exit handler.
 """
 
 from __future__ import annotations
@@ -23,12 +33,12 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from otel_bedrock._once import first_time, warn_once
-from otel_bedrock.delivery._counters import DeliveryCounters, format_counters
+from otel_bedrock.delivery._counters import DeliveryCounters, format_counters, reset_if_forked
 from otel_bedrock.delivery.spool import Spool
 from otel_bedrock.delivery.transport import BatchOutcome, Transport, to_wire
 from otel_bedrock.events import CaptureEvent
@@ -40,6 +50,9 @@ MAX_SERVER_WAIT = 300.0
 SHORT_BUSY_TIMEOUT = 1.0
 """Seconds a spool write from memory waits for another process's write before giving up."""
 _CLOSED_BUSY_TIMEOUT = 0.2
+_WRITE_ROWS = 2000
+"""Rows per spool transaction of the spool writer (keeps claims by the worker waiting little)."""
+_WRITER_JOIN = 2.0
 
 _Item = CaptureEvent | dict[str, Any]
 FULL_SPOOL_SHARE = 0.9
@@ -54,8 +67,8 @@ class Pressure:
         failing: The last attempt failed and PostHog has not answered well since.
         retry_in: Seconds until the next attempt (0 when one is due or under way).
         full: Nowhere left to put new events without losing others: the spool is at
-            :data:`FULL_SPOOL_SHARE` of its size bound or its overflow is full, or, without
-            a spool, the memory queue is full.
+            :data:`FULL_SPOOL_SHARE` of its size bound or the spool writer's backlog is full,
+            or, without a spool, the memory queue is full.
     """
 
     failing: bool
@@ -80,12 +93,12 @@ def retry_delay(
 
 
 class Engine:
-    """Queue, worker and spool of one delivery; see :class:`PostHogDelivery` for the options.
+    """Queue, worker, spool writer and spool of one delivery; see :class:`PostHogDelivery`.
 
     Threads: ``send`` is called on the span processor's export thread; ``flush`` and
     ``shutdown`` on any thread; ``at_exit`` by the interpreter's exit handlers;
-    ``after_fork_in_child`` by ``os.register_at_fork`` in a child; every ``_``-method from
-    ``_run`` on down runs on the worker thread only.
+    ``after_fork_in_child`` in a forked child; ``_run_writer`` and what it calls on the spool
+    writer thread; every other ``_``-method from ``_run`` on down on the worker thread only.
     """
 
     def __init__(
@@ -108,7 +121,8 @@ class Engine:
         self.spool = spool
         self.counters = counters
         self.max_queue = max_queue
-        self.max_overflow = max(max_queue // 10, 10 * batch_size)
+        self.max_backlog = max(2 * max_queue, 10 * batch_size)
+        """Events waiting for the spool writer, beyond which new events are dropped."""
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.base_backoff = base_backoff
@@ -126,67 +140,106 @@ class Engine:
 
     def _reset(self) -> None:
         """Fresh state: used at construction and in a forked child."""
-        self._cond = threading.Condition()
+        self._pid = os.getpid()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        """Wakes the worker and the threads waiting in ``flush``."""
+        self._writer_cond = threading.Condition(lock)
+        """Wakes the spool writer; shares the lock of ``_cond``."""
         self._queue: deque[CaptureEvent] = deque()
-        self._overflow: deque[CaptureEvent] = deque()
+        self._backlog: deque[Iterable[_Item]] = deque()
+        self._backlog_count = 0
+        """Events in the backlog and in the writer's hands, until they are written."""
+        self._spill_gen = 0
         self._retry: deque[dict[str, Any]] = deque()
         self._inflight: list[_Item] = []
+        self._busy_since = 0.0
+        self._inflight_spool = "none"
+        """``none``, ``writing`` (the writer is writing it ahead) or ``written`` (leased)."""
+        self._written_off = False
         self._first_queued = 0.0
         self._worker: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
         self._stopping = False
+        self._writer_stopping = False
         self._exiting = False
+        self._exited = False
         self._clean_close = True
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._exit_owner = f"{self._owner}-exit"
         self._failures = 0
         self._backoff_until = 0.0
         self._server_wait = False
         self._spool_due = self.spool is not None
         self._next_spool_poll = 0.0
         self._next_memory_move = 0.0
-        self._overflow_retry_at = 0.0
+        self._writer_retry_at = 0.0
         self._flush_gen = 0
         self._drained_gen = 0
+        self._failed_gen = 0
+        self._attempt_gen = 0
         self._mirrored = False
         self._last_log = time.monotonic()
         self._last_logged = self.counters.snapshot()
 
     def after_fork_in_child(self) -> None:
         """Start empty in a forked child: the parent keeps (and sends) what it had queued."""
+        reset_if_forked()
         self.counters.reset_after_fork()
         if self.spool is not None:
             self.spool.after_fork()
         self.transport.after_fork()
         self._reset()
 
+    def _check_fork(self) -> None:
+        """Reset when this is a child forked without Python's fork hooks (uWSGI's default)."""
+        if os.getpid() != self._pid:
+            logger.debug("posthog_delivery_forked_without_hooks pid=%s", os.getpid())
+            self.after_fork_in_child()
+
     # -- the export thread ------------------------------------------------------------------
 
     def send(self, event: CaptureEvent) -> None:
-        """Queue one event, or hand it to the overflow deque; never waits for I/O."""
+        """Queue one event, or hand the full queue to the spool writer; never waits for I/O."""
+        self._check_fork()
         with self._cond:
             if self.closed:
                 reason = "closed"
             else:
                 if self._worker is None:
-                    self._start_worker()
+                    self._start_threads()
                 size = len(self._queue)
                 if size < self.max_queue:
                     self._queue.append(event)
                     if size == 0:
                         self._first_queued = time.monotonic()
                         self._cond.notify()
+                        if self._busy_since or self._failures:
+                            self._writer_cond.notify()
                     elif size + 1 == self.batch_size:
                         self._cond.notify()
                     return
-                if self.spool is not None and len(self._overflow) < self.max_overflow:
-                    self._overflow.append(event)
-                    if len(self._overflow) == 1:
-                        self._cond.notify()
+                if self.spool is not None and self._backlog_count < self.max_backlog:
+                    self._spill_queue(event)
                     return
                 reason = "queue_full"
         if reason == "closed" and self.spool is not None:
             self._spool_after_close(event)
         else:
             self._drop_one(event, reason)
+
+    def _spill_queue(self, event: CaptureEvent) -> None:
+        """Give the full queue (or, without room for it, ``event``) to the writer; lock held."""
+        if self._backlog_count + len(self._queue) <= self.max_backlog:
+            self._backlog.append(self._queue)
+            self._backlog_count += len(self._queue)
+            self._queue = deque([event])
+            self._first_queued = time.monotonic()
+            self._cond.notify()
+        else:
+            self._backlog.append((event,))
+            self._backlog_count += 1
+        self._writer_cond.notify()
 
     def _spool_after_close(self, event: CaptureEvent) -> None:
         """Write an event that came after shutdown straight to the spool, or count it dropped."""
@@ -218,7 +271,7 @@ class Engine:
             if self.spool is None:
                 full = max(len(self._queue), len(self._retry)) >= self.max_queue
             else:
-                full = len(self._overflow) >= self.max_overflow or (
+                full = self._backlog_count >= self.max_backlog or (
                     self.spool.used_bytes >= FULL_SPOOL_SHARE * self.spool.max_bytes
                 )
 
@@ -227,23 +280,42 @@ class Engine:
     # -- flush, shutdown and exit (any thread) ----------------------------------------------
 
     def flush(self, timeout: float) -> bool:
-        """Wait until memory is sent and the spool offered nothing more, or ``timeout`` passed."""
+        """Wait until memory is sent and the spool offered nothing more, or ``timeout`` passed.
+
+        Returns False early when an attempt made during this flush failed and memory holds
+        nothing that is not in the spool: waiting longer would only wait for PostHog.
+        """
+        self._check_fork()
         with self._cond:
             if self.closed:
                 return self._clean_close
             if self._worker is None:
-                self._start_worker()
+                self._start_threads()
             self._flush_gen += 1
             generation = self._flush_gen
             if not self._server_wait:
                 # Try now, once, rather than wait out a backoff the flush did not cause.
                 self._backoff_until = min(self._backoff_until, time.monotonic())
             self._cond.notify_all()
+            self._cond.wait_for(
+                lambda: self._drained_gen >= generation or self._all_spooled_in_outage(generation),
+                timeout,
+            )
 
-            return self._cond.wait_for(lambda: self._drained_gen >= generation, timeout)
+            return self._drained_gen >= generation
+
+    def _all_spooled_in_outage(self, generation: int) -> bool:
+        """An attempt failed since flush ``generation`` began, and memory is all in the spool."""
+        if self.spool is None or self._failed_gen < generation:
+            return False
+        in_memory = self._queue or self._retry or self._backlog_count
+        inflight_only_here = self._inflight and self._inflight_spool != "written"
+
+        return not in_memory and not inflight_only_here
 
     def shutdown(self, timeout: float) -> None:
-        """Flush for ``timeout``, stop the worker, and spool what is left in memory."""
+        """Flush for ``timeout``, stop the threads, and spool what is left in memory."""
+        self._check_fork()
         with self._cond:
             if self.closed:
                 return
@@ -251,34 +323,50 @@ class Engine:
         with self._cond:
             self.closed = True
             self._stopping = True
+            self._writer_stopping = True
             self._cond.notify_all()
-            worker = self._worker
+            self._writer_cond.notify_all()
+            worker, writer = self._worker, self._writer
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout=0.5)
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout=_WRITER_JOIN)
         busy = worker is not None and worker.is_alive()
         with self._cond:
             # With a spool, a batch still in flight is spooled too; if it succeeds later, its
-            # rows go. Without one, the worker counts it when its answer comes.
+            # rows go. Without one, it is counted dropped now: the process may end before its
+            # answer comes.
             keep_inflight = busy and self.spool is not None
             self._mirrored = self._mirrored or keep_inflight
+            written_off = list(self._inflight) if busy and self.spool is None else []
+            self._written_off = bool(written_off)
             left = [
                 *self._retry,
                 *(self._inflight if keep_inflight else []),
-                *self._overflow,
+                *self._take_backlog(),
                 *self._queue,
             ]
             self._retry.clear()
-            self._overflow.clear()
             self._queue.clear()
             self._clean_close = delivered and not left and not busy
+        if written_off:
+            self.counters.add("dropped", len(written_off))
+            logger.error(
+                "posthog_events_dropped count=%s reason=in_flight_at_shutdown host=%s; PostHog "
+                "had not answered (they may still arrive); configure a spool "
+                "(OTEL_BEDROCK_SPOOL_PATH) to keep them",
+                len(written_off),
+                self.transport.host,
+            )
         if left:
             self._spool_leftovers(self._wires(left))
         if self.spool is not None:
             try:
                 self._release_claims()
+                self.spool.release_owner(self._exit_owner)
             except Exception:  # the leases then expire by themselves
                 logger.debug("posthog_spool_release_failed", exc_info=True)
-            if not busy:
+            if not busy and not (writer is not None and writer.is_alive()):
                 self.spool.close()
         logger.info(
             "posthog_delivery_stopped delivered=%s host=%s %s",
@@ -286,6 +374,14 @@ class Engine:
             self.transport.host,
             format_counters(self.counters.snapshot()),
         )
+
+    def _take_backlog(self) -> list[_Item]:
+        """Empty the backlog the writer has not taken yet (with the lock held)."""
+        items = [item for chunk in self._backlog for item in chunk]
+        self._backlog.clear()
+        self._backlog_count -= len(items)
+
+        return items
 
     def _release_claims(self) -> None:
         assert self.spool is not None
@@ -309,19 +405,21 @@ class Engine:
 
     def at_exit(self) -> None:
         """At interpreter exit: copy memory to the spool, or without one flush and report."""
-        if self.closed:
+        self._check_fork()
+        if self.closed or self._exited:
             return
-        if self.spool is not None:
-            self.mirror_to_spool()
+        self._exited = True
+        if self.spool is not None and self.mirror_to_spool():
             return
         with self._cond:
-            pending = self._queue or self._retry or self._inflight
+            pending = self._queue or self._retry or self._inflight or self._backlog_count
         if not pending or self.flush(self.exit_timeout):
             return
         with self._cond:
             self.closed = True
             self._clean_close = False
             lost = len(self._queue) + len(self._retry) + len(self._inflight)
+            lost += len(self._take_backlog())
             self._queue.clear()
             self._retry.clear()
         self.counters.add("dropped", lost)
@@ -333,39 +431,180 @@ class Engine:
             self.transport.host,
         )
 
-    def mirror_to_spool(self) -> None:
+    def mirror_to_spool(self) -> bool:
         """Copy what memory holds to the spool, keeping it queued, and give back our claims.
 
-        From then on the worker claims no spool rows. If the process ends without
-        ``shutdown``, the next process with the spool sends the copies at once; if
-        ``shutdown`` follows, each copy is deleted as its event is delivered.
+        The copies are leased to this process for ``lease_seconds``, so that no other process
+        sends them while ``shutdown`` may still send the originals; ``shutdown`` deletes each
+        copy as its event is delivered and gives back the lease on the rest. If the process
+        ends without ``shutdown``, the copies are sent by the next process with the spool once
+        the lease has run out. From then on the worker claims no spool rows.
+
+        Returns:
+            False when the copy could not be written (the exit handler then flushes instead).
         """
         if self.closed or self.spool is None:
-            return
+            return True
         with self._cond:
             self._exiting = True
-            items = [*self._retry, *self._inflight, *self._overflow, *self._queue]
+            items = [
+                *self._retry,
+                *self._inflight,
+                *(item for chunk in self._backlog for item in chunk),
+                *self._queue,
+            ]
             self._mirrored = True
         try:
             if items:
-                self.spool.put(self._wires(items))
+                self.spool.put(
+                    self._wires(items), claimed_by=self._exit_owner, lease=self.lease_seconds
+                )
             self._release_claims()
-        except Exception:  # best effort at exit
-            logger.debug("posthog_spool_mirror_failed", exc_info=True)
+        except Exception:  # the exit handler flushes instead
+            logger.error(
+                "posthog_spool_mirror_failed count=%s path=%s; flushing instead",
+                len(items),
+                self.spool.path,
+                exc_info=True,
+            )
+            return False
 
-    # -- the worker thread ------------------------------------------------------------------
+        return True
 
-    def _start_worker(self) -> None:
-        """Start the worker (with ``_cond`` held)."""
+    # -- the spool writer thread --------------------------------------------------------------
+
+    def _start_threads(self) -> None:
+        """Start the worker, and with a spool the spool writer (with ``_cond`` held)."""
         self._worker = threading.Thread(
             target=self._run, name="otel-bedrock-posthog-delivery", daemon=True
         )
         self._worker.start()
+        if self.spool is not None:
+            self._writer = threading.Thread(
+                target=self._run_writer, name="otel-bedrock-posthog-spool-writer", daemon=True
+            )
+            self._writer.start()
+
+    def _run_writer(self) -> None:
+        while True:
+            with self._cond:
+                taken = self._next_spill()
+            if taken is None:
+                return
+            items, inflight = taken
+            try:
+                self._write_spill(items, inflight)
+            except Exception:  # the writer must survive anything
+                logger.exception("posthog_spool_writer_error")
+
+    def _next_spill(self) -> tuple[list[_Item], bool] | None:
+        """Wait (lock held) for events to write; (events, whether they are the batch in flight).
+
+        Returns None once the writer is to stop and its backlog is empty.
+        """
+        while True:
+            now = time.monotonic()
+            busy = self._busy_since > 0
+            stuck = busy and now >= self._busy_since + self.flush_interval
+            if stuck and self._inflight and self._inflight_spool == "none" and not self._exiting:
+                self._inflight_spool = "writing"
+                return list(self._inflight), True
+            if self._backlog and now >= self._writer_retry_at:
+                items = [item for chunk in self._backlog for item in chunk]
+                self._backlog.clear()
+                return items, False
+            room = self._backlog_count + len(self._queue) <= self.max_backlog
+            queue_due = room and (self._failures > 0 or stuck)
+            if self._queue and queue_due and now >= self._next_memory_move:
+                self._next_memory_move = now + self.flush_interval
+                items = list(self._queue)
+                self._queue.clear()
+                self._backlog_count += len(items)
+                return items, False
+            if self._writer_stopping and not self._backlog:
+                return None
+            wakes = []
+            if self._backlog:
+                wakes.append(self._writer_retry_at)
+            if busy and not stuck:
+                wakes.append(self._busy_since + self.flush_interval)
+            if self._queue and queue_due:
+                wakes.append(self._next_memory_move)
+            self._writer_cond.wait(max(0.0, min(wakes) - now) if wakes else None)
+
+    def _write_spill(self, items: list[_Item], inflight: bool) -> None:
+        """Write events to the spool in a few transactions; what fails waits for a retry."""
+        assert self.spool is not None
+        wires = self._wires(items)
+        if inflight:
+            self._write_inflight(wires)
+            return
+        lost = len(items) - len(wires)
+        with self._cond:
+            self._backlog_count -= lost
+        for start in range(0, len(wires), _WRITE_ROWS):
+            part = wires[start : start + _WRITE_ROWS]
+            try:
+                self.spool.put(part, busy_timeout=SHORT_BUSY_TIMEOUT)
+            except Exception:  # noqa: BLE001 - they wait in memory and are tried again
+                self._spill_failed(wires[start:])
+                return
+            self.counters.add("spooled", len(part))
+            with self._cond:
+                self._backlog_count -= len(part)
+                self._spill_gen += 1
+                self._spool_due = True
+                self._cond.notify_all()
+
+    def _spill_failed(self, wires: list[dict[str, Any]]) -> None:
+        """Keep events the spool refused for another try, or count them lost after shutdown."""
+        assert self.spool is not None
+        warn_once(
+            logger,
+            "posthog_spool_write_failed",
+            "posthog_spool_write_failed path=%s count=%s",
+            self.spool.path,
+            len(wires),
+            exc_info=True,
+        )
+        with self._cond:
+            if not self._writer_stopping:
+                self._backlog.appendleft(wires)
+                self._writer_retry_at = time.monotonic() + self.flush_interval
+                return
+            self._backlog_count -= len(wires)
+            self._cond.notify_all()
+        self.counters.add("dropped", len(wires))
+        logger.error(
+            "posthog_events_dropped count=%s reason=spool_write_failed_at_shutdown path=%s",
+            len(wires),
+            self.spool.path,
+        )
+
+    def _write_inflight(self, wires: list[dict[str, Any]]) -> None:
+        """Write the batch in flight ahead, leased to this process, in case it is killed."""
+        assert self.spool is not None
+        try:
+            self.spool.put(
+                wires,
+                busy_timeout=SHORT_BUSY_TIMEOUT,
+                claimed_by=self._owner,
+                lease=self.lease_seconds,
+            )
+        except Exception:  # the batch is still in memory
+            logger.debug("posthog_inflight_write_failed", exc_info=True)
+            state = "failed"
+        else:
+            state = "written"
+        with self._cond:
+            self._inflight_spool = state
+            self._cond.notify_all()
+
+    # -- the worker thread ------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             self._maybe_log()
-            self._move_to_spool()
             with self._cond:
                 ready, check_spool, generation = self._wait_ready()
             if self._stopping:
@@ -378,27 +617,12 @@ class Engine:
                 logger.exception("posthog_delivery_worker_error")
                 self._back_off(BatchOutcome(error="worker error"))
 
-    def _memory_move_due(self, now: float) -> tuple[bool, bool]:
-        """Whether the overflow deque, and the queue (PostHog failing), go to the spool now."""
-        if self.spool is None:
-            return False, False
-        overflow = bool(self._overflow) and now >= self._overflow_retry_at
-        queue = self._failures > 0 and bool(self._queue) and now >= self._next_memory_move
-
-        return overflow, queue
-
     def _wait_ready(self) -> tuple[bool, bool, int]:
         """Wait (with ``_cond`` held) until there is work; (ready, check the spool, flush gen)."""
         if self._stopping:
             return False, False, 0
         now = time.monotonic()
-        if any(self._memory_move_due(now)):
-            return False, False, 0
         wake = self._last_log + self.log_interval
-        if self._overflow:
-            wake = min(wake, self._overflow_retry_at)
-        if self.spool is not None and self._failures and self._queue:
-            wake = min(wake, self._next_memory_move)
         if now < self._backoff_until:
             self._cond.wait(max(0.0, min(self._backoff_until, wake) - now))
             return False, False, 0
@@ -417,43 +641,6 @@ class Engine:
         self._cond.wait(max(0.0, wake - now))
 
         return False, False, 0
-
-    def _move_to_spool(self) -> None:
-        """Write the overflow deque, and the queue while PostHog fails, to the spool in one put."""
-        with self._cond:
-            now = time.monotonic()
-            move_overflow, move_queue = self._memory_move_due(now)
-            overflow = list(self._overflow) if move_overflow else []
-            queued = list(self._queue) if move_queue else []
-            if move_overflow:
-                self._overflow.clear()
-            if move_queue:
-                self._queue.clear()
-                self._next_memory_move = now + self.flush_interval
-        if not overflow and not queued:
-            return
-        assert self.spool is not None
-        wires = self._wires([*overflow, *queued])
-        try:
-            self.spool.put(wires, busy_timeout=SHORT_BUSY_TIMEOUT)
-        except Exception:  # noqa: BLE001 - they stay in memory and are tried again
-            warn_once(
-                logger,
-                "posthog_spool_write_failed",
-                "posthog_spool_write_failed path=%s",
-                self.spool.path,
-                exc_info=True,
-            )
-            with self._cond:
-                self._overflow_retry_at = now + self.flush_interval
-                self._queue.extendleft(reversed(queued))
-                room = max(0, self.max_overflow - len(self._overflow))
-                self._overflow.extendleft(reversed(overflow[:room]))
-            for event in overflow[room:]:
-                self._drop_one(event, "queue_full")
-            return
-        self.counters.add("spooled", len(wires))
-        self._spool_due = True
 
     def _wires(self, items: list[_Item]) -> list[dict[str, Any]]:
         """The wire form of each item; one that cannot be serialised is counted dropped."""
@@ -475,6 +662,8 @@ class Engine:
 
     def _step(self, check_spool: bool, generation: int) -> None:
         """Send one batch: from the spool first, then from memory; or note a drained flush."""
+        with self._cond:
+            spilled = self._spill_gen
         if check_spool and self._send_from_spool():
             return
         with self._cond:
@@ -494,16 +683,24 @@ class Engine:
                     self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))
                 ]
                 self._first_queued = now
-            elif flushing and not self._queue and not self._overflow:
+            elif (
+                flushing
+                and not self._queue
+                and not self._backlog_count
+                and self._spill_gen == spilled
+            ):
                 self._drained_gen = max(self._drained_gen, generation)
                 self._cond.notify_all()
             self._inflight = batch
+            self._inflight_spool = "none"
         if batch:
             try:
                 self._deliver(self._wires(batch), False)
             finally:
                 with self._cond:
                     self._inflight = []
+                    self._inflight_spool = "none"
+                    self._written_off = False
 
     def _send_from_spool(self) -> bool:
         """Claim and send one batch of spooled events; False when none was claimable."""
@@ -542,15 +739,35 @@ class Engine:
         """Send a batch and settle it; an unexpected failure keeps the batch for later."""
         if not wires:
             return
+        with self._cond:
+            self._busy_since = time.monotonic()
+            self._attempt_gen = self._flush_gen
+            self._writer_cond.notify()
         try:
             outcome = self.transport.deliver(wires, self._renewer(wires) if from_spool else None)
         except Exception as error:  # keep the events, try again later
             logger.exception("posthog_delivery_error count=%s", len(wires))
             outcome = BatchOutcome(retry=list(wires), error=type(error).__name__)
-        self._settle(outcome, from_spool)
+        with self._cond:
+            self._busy_since = 0.0
+            # The writer may be writing this batch ahead; settle it once that is done.
+            self._cond.wait_for(lambda: self._inflight_spool != "writing", _WRITER_JOIN * 5)
+            leased = from_spool or self._inflight_spool == "written"
+            written_off = self._written_off and not from_spool
+        if written_off:
+            logger.info(
+                "posthog_batch_answered_after_shutdown sent=%s retry=%s (counted dropped)",
+                len(outcome.sent),
+                len(outcome.retry),
+            )
+            return
+        self._settle(outcome, leased)
 
-    def _settle(self, outcome: BatchOutcome, from_spool: bool) -> None:
-        """Count a batch's outcome and put its events where they belong."""
+    def _settle(self, outcome: BatchOutcome, leased: bool) -> None:
+        """Count a batch's outcome and put its events where they belong.
+
+        ``leased``: the batch's rows are in the spool, claimed by this process.
+        """
         self.counters.add("sent", len(outcome.sent))
         self.counters.add("dropped", len(outcome.dropped))
         for event_uuid, reason in outcome.dropped:
@@ -558,7 +775,7 @@ class Engine:
             level = logging.ERROR if first_time(key) else logging.DEBUG
             logger.log(level, "posthog_event_dropped uuid=%s reason=%s", event_uuid, reason)
         finished = outcome.sent + [event_uuid for event_uuid, _ in outcome.dropped]
-        if self.spool is not None and finished and (from_spool or self._mirrored):
+        if self.spool is not None and finished and (leased or self._mirrored):
             self._quietly(self.spool.delete, finished)
         if not outcome.retry:
             if self._failures:
@@ -567,10 +784,11 @@ class Engine:
             self._server_wait = False
             return
         self.counters.add("retried", len(outcome.retry))
-        if from_spool:
+        if leased:
             assert self.spool is not None
             release = functools.partial(self.spool.release, owner=self._owner)
             self._quietly(release, [str(event["uuid"]) for event in outcome.retry])
+            self._spool_due = True
         else:
             self._keep(outcome.retry)
         self._report_setup_error(outcome)
@@ -642,30 +860,36 @@ class Engine:
             )
 
     def _back_off(self, outcome: BatchOutcome) -> None:
-        self._failures += 1
+        failures = self._failures + 1
         if outcome.misdirected:
             delay = self.max_backoff
         else:
             delay = retry_delay(
-                self._failures,
+                failures,
                 self.base_backoff,
                 self.max_backoff,
                 outcome.retry_after,
                 random.uniform(0.8, 1.2),
             )
-        self._server_wait = outcome.retry_after is not None
-        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        with self._cond:
+            # Failing and the wait are seen together by ``pressure``.
+            self._failures = failures
+            self._server_wait = outcome.retry_after is not None
+            self._backoff_until = time.monotonic() + delay
+            # Flushes asked for before this attempt began may give up now.
+            self._failed_gen = self._attempt_gen
+            self._cond.notify_all()
+            self._writer_cond.notify()
+        level = logging.WARNING if failures == 1 else logging.DEBUG
         logger.log(
             level,
             "posthog_batch_failed count=%s error=%s retry_in=%.2fs attempt=%s host=%s",
             len(outcome.retry),
             outcome.error,
             delay,
-            self._failures,
+            failures,
             self.transport.host,
         )
-        with self._cond:
-            self._backoff_until = time.monotonic() + delay
 
     def _maybe_log(self) -> None:
         """Log the counters at INFO, at most once per ``log_interval`` and only on change."""

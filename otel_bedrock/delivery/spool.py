@@ -17,11 +17,14 @@ Every method may be called from any thread; a lock serialises use of the connect
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +62,19 @@ CREATE TRIGGER IF NOT EXISTS events_removed AFTER DELETE ON events BEGIN
     UPDATE meta SET rows = rows - 1, bytes = bytes - OLD.size WHERE id = 1;
 END;
 """
+
+
+def _has_schema(connection: sqlite3.Connection) -> bool:
+    """Whether the file already has the whole schema (its last object, and the meta row)."""
+    (triggers,) = connection.execute(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' "
+        "AND name IN ('events_added', 'events_removed')"
+    ).fetchone()
+    if triggers != 2:
+        return False
+    row = connection.execute("SELECT 1 FROM meta WHERE id = 1").fetchone()
+
+    return row is not None
 
 
 def serialise(event: dict[str, Any]) -> str:
@@ -119,11 +135,20 @@ class Spool:
         self._lock = threading.Lock()
         self._last_eviction_log = float("-inf")
         self._connection: sqlite3.Connection | None = None
+        self._inherited: list[sqlite3.Connection] = []
         self._closed = False
         with self._lock:
             connection = self._connect()
             (stored,) = connection.execute("SELECT bytes FROM meta WHERE id = 1").fetchone()
             self.used_bytes = int(stored)
+        # A fork in the middle of a transaction would leave SQLite's per-process lock state
+        # held in the child for good: wait for the transaction to end before forking.
+        ref = weakref.ref(self)
+        os.register_at_fork(
+            before=functools.partial(_at_fork, ref, "before"),
+            after_in_parent=functools.partial(_at_fork, ref, "parent"),
+            after_in_child=functools.partial(_at_fork, ref, "child"),
+        )
 
     def _connect(self) -> sqlite3.Connection:
         """The open connection, opened (and the schema created) on first use."""
@@ -135,9 +160,12 @@ class Spool:
                 self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
             try:
-                connection.execute("PRAGMA journal_mode=WAL")
+                (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+                if str(mode).lower() != "wal":
+                    connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=NORMAL")
-                connection.executescript(_SCHEMA)
+                if not _has_schema(connection):
+                    connection.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
             except BaseException:
                 connection.close()
                 raise
@@ -146,12 +174,25 @@ class Spool:
         return self._connection
 
     def after_fork(self) -> None:
-        """Forget the parent's connection and lock (called in a forked child only).
+        """Set the parent's connection and lock aside (called in a forked child only).
 
         SQLite connections must not cross ``fork()``; the child opens its own on first use.
+        The parent's connection object stays referenced, never closed here: closing it in the
+        child could disturb the parent's locks on the file.
         """
         self._lock = threading.Lock()
+        if self._connection is not None:
+            self._inherited.append(self._connection)
         self._connection = None
+
+    def _fork_step(self, step: str) -> None:
+        """Hold the lock across ``fork()`` so that no transaction is open in the child."""
+        if step == "before":
+            self._lock.acquire()
+        elif step == "parent":
+            self._lock.release()
+        else:
+            self.after_fork()
 
     def close(self) -> None:
         """Close the connection; later calls raise ``sqlite3.ProgrammingError``."""
@@ -162,28 +203,38 @@ class Spool:
             self._closed = True
 
     def put(
-        self, events: Sequence[dict[str, Any]], busy_timeout: float = BUSY_TIMEOUT
+        self,
+        events: Sequence[dict[str, Any]],
+        busy_timeout: float = BUSY_TIMEOUT,
+        *,
+        claimed_by: str | None = None,
+        lease: float = 0.0,
     ) -> tuple[int, int]:
         """Store wire-format events (those already stored are kept as they are).
 
         Args:
             events: The events, each with a ``uuid``.
             busy_timeout: Seconds to wait for another process's write to end.
+            claimed_by: Store the new rows already claimed by this owner (events that the
+                owner may still be sending from memory), for ``lease`` seconds.
+            lease: How long that claim lasts.
 
         Returns:
             The number of rows added and the number of rows evicted to respect the bounds.
         """
         now = time.time()
+        until = now + lease if claimed_by is not None else 0.0
         rows = []
         for event in events:
             payload = serialise(event)
-            rows.append((str(event["uuid"]), payload, len(payload), now))
+            rows.append((str(event["uuid"]), payload, len(payload), now, claimed_by, until))
 
         def insert(connection: sqlite3.Connection) -> int:
             before = connection.total_changes
             connection.executemany(
-                "INSERT OR IGNORE INTO events (uuid, payload, size, created_at) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO events "
+                "(uuid, payload, size, created_at, claimed_by, claimed_until) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
             # Each inserted row also changed ``meta`` through its trigger.
@@ -365,3 +416,9 @@ class Spool:
             self.max_bytes,
             self.max_age_seconds,
         )
+
+
+def _at_fork(ref: weakref.ref[Spool], step: str) -> None:
+    spool = ref()
+    if spool is not None:
+        spool._fork_step(step)

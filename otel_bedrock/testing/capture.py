@@ -231,6 +231,9 @@ class _CaptureHandler(QuietHandler):
         encoding = self.headers.get("Content-Encoding", "").strip().lower()
         encoding = encoding or parse_qs(url.query).get("compression", [""])[0].lower()
         body = self.read_body()
+        if emulator._stall():
+            self.close_connection = True
+            return
         events: list[Any] = []
         if path == "/flags":
             self._answer_flags(emulator, body)
@@ -321,6 +324,8 @@ class CaptureEmulator(EmulatorBase):
         self._requests: list[CaptureRequest] = []
         self._failures: list[_Injected] = []
         self._delay = 0.0
+        self._hanging = False
+        self._stalled = 0
 
     @property
     def url(self) -> str:
@@ -351,6 +356,27 @@ class CaptureEmulator(EmulatorBase):
         with self._changed:
             self._delay = max(0.0, seconds)
 
+    def hang(self, on: bool = True) -> None:
+        """Read each request and never answer it, as a stalled PostHog does, until ``hang(False)``.
+
+        A stalled request records nothing; when the hang ends (or the emulator stops), its
+        connection is closed without an answer, as by a server that died mid-request.
+        """
+        with self._changed:
+            self._hanging = on
+            self._changed.notify_all()
+
+    @property
+    def stalled(self) -> int:
+        """Requests that met a hang (and were never answered) so far."""
+        with self._changed:
+            return self._stalled
+
+    def stop(self) -> None:
+        """End any hang, then stop serving and close every open connection."""
+        self.hang(False)
+        super().stop()
+
     def wait_for(self, count: int, timeout: float = 5.0) -> bool:
         """Block until at least ``count`` events were accepted; False if ``timeout`` passed."""
         with self._changed:
@@ -359,6 +385,9 @@ class CaptureEmulator(EmulatorBase):
     def reset(self) -> None:
         """Forget events, requests, pending failures and the delay (the store file is kept)."""
         with self._changed:
+            self._hanging = False
+            self._stalled = 0
+            self._changed.notify_all()
             self._events.clear()
             self._requests.clear()
             self._failures.clear()
@@ -370,6 +399,17 @@ class CaptureEmulator(EmulatorBase):
             delay = self._delay
         if delay > 0:
             time.sleep(delay)
+
+    def _stall(self) -> bool:
+        """While hanging, hold the request until the hang ends; True when it was held."""
+        with self._changed:
+            if not self._hanging:
+                return False
+            self._stalled += 1
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: not self._hanging)
+
+        return True
 
     def _injected_failure(self) -> _Injected | None:
         """Consume one injected failure, if any is pending."""

@@ -6,15 +6,17 @@ import logging
 import os
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from otel_bedrock.delivery import PostHogDelivery
 from otel_bedrock.delivery.spool import Spool
 from otel_bedrock.events import CaptureEvent
 from otel_bedrock.testing import CaptureEmulator
-from tests.delivery.helpers import delivery, make_event, make_events, received
+from tests.delivery.helpers import KEY, delivery, make_event, make_events, received
 
 
 def test_all_events_arrive_once_in_batches(posthog: CaptureEmulator, spool_file: Path) -> None:
@@ -76,10 +78,13 @@ def test_server_errors_then_success(posthog: CaptureEmulator, spool_file: Path) 
     for event in events:
         sender.send(event)
 
+    # A 503 during the flush leaves the batch in the spool; the flush reports that at once.
+    assert not sender.flush(5)
+    assert posthog.wait_for(10, timeout=5)
     assert sender.flush(5)
     sender.shutdown()
 
-    assert sorted(received(posthog)) == sorted(event.uuid for event in events)
+    assert Counter(received(posthog)) == Counter(event.uuid for event in events)
     assert [request.status for request in posthog.requests] == [503, 503, 503, 200]
     assert sender.counters.retried == 30
 
@@ -123,22 +128,40 @@ def test_slow_answers_beyond_the_timeout(posthog: CaptureEmulator, spool_file: P
 def test_burst_over_the_queue_goes_through_the_spool(
     posthog: CaptureEmulator, spool_file: Path
 ) -> None:
-    """A burst of 500 events into a queue of 50 is delivered in full through the spool."""
-    events = make_events(500)
-    sender = delivery(posthog.url, spool_file, max_queue=50)
+    """A burst of 2,500 into a queue of 1,000 (past queue plus the old overflow) loses none."""
+    events = make_events(2500)
+    sender = delivery(posthog.url, spool_file, max_queue=1000, batch_size=10)
     started = time.perf_counter()
     for event in events:
         sender.send(event)
     send_seconds = time.perf_counter() - started
 
-    assert sender.flush(10)
+    assert sender.flush(20)
     sender.shutdown()
 
-    assert sorted(received(posthog)) == sorted(event.uuid for event in events)
-    assert sender.counters.sent == 500
-    assert sender.counters.spooled >= 400
+    assert Counter(received(posthog)) == Counter(event.uuid for event in events)
+    assert sender.counters.sent == 2500
+    assert sender.counters.spooled >= 1000
     assert sender.counters.dropped == 0
     assert send_seconds < 5
+
+
+def test_burst_at_default_settings_loses_nothing(
+    posthog: CaptureEmulator, spool_file: Path
+) -> None:
+    """20,000 events at once with the default queue and a spool all arrive, none dropped."""
+    events = make_events(20_000)
+    sender = PostHogDelivery(KEY, posthog.url, spool_path=spool_file)
+    for event in events:
+        sender.send(event)
+
+    assert sender.flush(60)
+    sender.shutdown()
+
+    assert Counter(received(posthog)) == Counter(event.uuid for event in events)
+    assert sender.counters.sent == 20_000
+    assert sender.counters.dropped == 0
+    assert sender.counters.evicted == 0
 
 
 def test_burst_without_spool_counts_drops(posthog: CaptureEmulator) -> None:

@@ -123,3 +123,21 @@ def test_unserialisable_values_are_stored_as_text(spool_file: Path) -> None:
     assert spool.put([{"uuid": "u-1", "properties": {"when": when}}, _event(2)]) == (2, 0)
     rows = spool.claim(10, "a", 30)
     assert rows[0] == {"uuid": "u-1", "properties": {"when": "2025-01-02 00:00:00+00:00"}}
+
+
+def test_opening_an_existing_spool_writes_nothing(spool_file: Path) -> None:
+    """A spool file with its schema opens while another process holds the write lock."""
+    Spool(spool_file).put([{"uuid": "u-1", "event": "e"}])
+    blocker = sqlite3.connect(spool_file, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    try:
+        spool = Spool(spool_file)
+        status = spool.status()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+    assert status.rows == 1
+    assert time.monotonic() - started < 2.0
+    spool.close()
