@@ -791,13 +791,24 @@ class Engine:
             self._spool_due = True
         else:
             self._keep(outcome.retry)
-        self._report_setup_error(outcome)
-        self._back_off(outcome)
+        announced = self._report_setup_error(outcome)
+        self._back_off(outcome, quiet=announced)
 
-    def _report_setup_error(self, outcome: BatchOutcome) -> None:
-        """One error per process for a refused key or a host that is not PostHog's."""
+    def _report_setup_error(self, outcome: BatchOutcome) -> bool:
+        """One message per process for a refused key, a host that is not PostHog's, or a host
+        that cannot be reached; True when one was logged now."""
         kept = "" if self.spool is None else f" in the spool {self.spool.path}"
         host = self.transport.host
+        if outcome.unreachable and first_time(f"posthog_unreachable:{host}"):
+            logger.warning(
+                "posthog_unreachable host=%s error=%s: no connection to PostHog; check "
+                "POSTHOG_HOST (for example https://us.i.posthog.com) and the network. Events "
+                "are kept%s and sent again.",
+                host,
+                outcome.error,
+                kept or " in memory",
+            )
+            return True
         if outcome.unauthorized and first_time(f"posthog_unauthorized:{host}"):
             logger.error(
                 "posthog_unauthorized host=%s: PostHog refused the project API key; set "
@@ -815,6 +826,8 @@ class Engine:
                 outcome.error,
                 kept,
             )
+
+        return False
 
     def _quietly(self, action: Callable[[list[str]], object], uuids: list[str]) -> None:
         try:
@@ -859,7 +872,9 @@ class Engine:
                 self.max_queue,
             )
 
-    def _back_off(self, outcome: BatchOutcome) -> None:
+    def _back_off(self, outcome: BatchOutcome, quiet: bool = False) -> None:
+        """Count a failed attempt and wait before the next; ``quiet``: the failure was just
+        reported in other words, so its warning goes to DEBUG."""
         failures = self._failures + 1
         if outcome.misdirected:
             delay = self.max_backoff
@@ -880,7 +895,7 @@ class Engine:
             self._failed_gen = self._attempt_gen
             self._cond.notify_all()
             self._writer_cond.notify()
-        level = logging.WARNING if failures == 1 else logging.DEBUG
+        level = logging.WARNING if failures == 1 and not quiet else logging.DEBUG
         logger.log(
             level,
             "posthog_batch_failed count=%s error=%s retry_in=%.2fs attempt=%s host=%s",

@@ -160,6 +160,8 @@ class BatchOutcome:
         retry_after: The wait PostHog asked for, if it did.
         unauthorized: PostHog refused the project key (401).
         misdirected: The host answered like no PostHog ingestion host (3xx, 404, 405).
+        unreachable: No connection could be made to the host (refused, unknown name, no route,
+            connect timeout).
         error: The last failure, for the logs.
     """
 
@@ -169,6 +171,7 @@ class BatchOutcome:
     retry_after: float | None = None
     unauthorized: bool = False
     misdirected: bool = False
+    unreachable: bool = False
     error: str = ""
 
 
@@ -268,7 +271,7 @@ class Transport:
             # PostHog is failing right now: keep the rest for the next attempt.
             outcome.retry.extend(batch)
             return
-        status, detail, retry_after = self._attempt(batch, path)
+        status, detail, retry_after, unreachable = self._attempt(batch, path)
         if 200 <= status < 300:
             outcome.sent.extend(str(event["uuid"]) for event in batch)
         elif status in (400, 413) and len(batch) > 1:
@@ -284,6 +287,7 @@ class Transport:
             outcome.retry_after = retry_after
             outcome.unauthorized = status == 401
             outcome.misdirected = 300 <= status < 400 or status in (404, 405)
+            outcome.unreachable = unreachable
             outcome.error = f"{status} {detail}" if status else detail
 
     def _shrink(
@@ -304,8 +308,11 @@ class Transport:
         )
         self._deliver([smaller], outcome, True, path)
 
-    def _attempt(self, batch: list[dict[str, Any]], path: str) -> tuple[int, str, float | None]:
-        """Post once; the status (0 for a network failure), a detail and any Retry-After."""
+    def _attempt(
+        self, batch: list[dict[str, Any]], path: str
+    ) -> tuple[int, str, float | None, bool]:
+        """Post once; the status (0 for a network failure), a detail, any Retry-After, and
+        whether no connection could be made."""
         if self._before_attempt is not None:
             try:
                 self._before_attempt()
@@ -315,15 +322,16 @@ class Transport:
             self._post(batch, path)
         except APIError as error:
             status = error.status if isinstance(error.status, int) else 0
-            return status, str(error.message)[:200], error.retry_after
+            return status, str(error.message)[:200], error.retry_after, False
         except requests.RequestException as error:
-            return 0, f"{type(error).__name__}: {error}"[:300], None
+            unreachable = isinstance(error, requests.ConnectionError)
+            return 0, f"{type(error).__name__}: {error}"[:300], None, unreachable
         except (TypeError, ValueError) as error:
             # Not serialisable: no later attempt can do better, so treat it as refused.
-            return 400, f"unserialisable event: {error}"[:300], None
+            return 400, f"unserialisable event: {error}"[:300], None, False
         logger.debug("posthog_batch_sent count=%s host=%s", len(batch), self.host)
 
-        return 200, "", None
+        return 200, "", None, False
 
 
 def _is_ai(event: dict[str, Any]) -> bool:

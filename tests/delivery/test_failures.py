@@ -348,3 +348,22 @@ def test_404_is_a_setup_error_named_once(
     assert "POSTHOG_HOST" in errors[0]
     assert len(posthog.requests) <= 3
     assert _spooled(spool_file) == {event.uuid for event in events}
+
+
+def test_unreachable_host_is_named_once(
+    posthog: CaptureEmulator, spool_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failed connections log one warning naming POSTHOG_HOST, however many attempts fail."""
+    url = posthog.url
+    posthog.stop()
+    sender = delivery(url, spool_file, base_backoff=0.01, max_backoff=0.02)
+    with caplog.at_level(logging.DEBUG, logger="otel_bedrock.delivery"):
+        for event in make_events(3):
+            sender.send(event)
+        assert _wait(lambda: sender.counters.retried >= 9)
+        sender.shutdown(0)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"posthog_unreachable host={url} error=ConnectionError")
+    assert "POSTHOG_HOST" in warnings[0]
