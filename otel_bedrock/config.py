@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from otel_bedrock._once import warn_once
 from otel_bedrock.errors import ConfigError
 from otel_bedrock.store import data_dir
 
@@ -116,14 +118,37 @@ class Settings(BaseSettings):
 
         By default one file per PostHog host in the data folder, named by a hash of the host
         only: a process restarted with a corrected project key drains what a wrong key left.
+        When that folder cannot be written (a read-only home, as on AWS Lambda), delivery runs
+        without a spool and one warning names ``OTEL_BEDROCK_SPOOL_PATH``.
+
+        Raises:
+            ConfigError: when ``OTEL_BEDROCK_SPOOL_PATH`` names a file that cannot be written.
         """
         if self.spool is None:
             host = self.posthog_host.encode()
-            return data_dir() / f"spool-{hashlib.sha256(host).hexdigest()[:12]}.sqlite3"
+            path = data_dir() / f"spool-{hashlib.sha256(host).hexdigest()[:12]}.sqlite3"
+            if _writable(path):
+                return path
+            warn_once(
+                logger,
+                f"spool_unwritable:{path}",
+                "posthog_spool_off path=%s: the default spool folder cannot be written, so "
+                "events wait in memory only and are lost if the process dies; set "
+                "OTEL_BEDROCK_SPOOL_PATH to a writable file (for example "
+                "/tmp/otel-bedrock-spool.sqlite3), or to off to silence this",
+                path,
+            )
+            return None
         if self.spool.strip().lower() in ("off", "none", "false", "0"):
             return None
+        path = Path(self.spool).expanduser()
+        if not _writable(path):
+            raise ConfigError(
+                f"OTEL_BEDROCK_SPOOL_PATH={self.spool!r}: cannot create or write the spool "
+                "file there; give a writable path, or off to keep events in memory only"
+            )
 
-        return Path(self.spool).expanduser()
+        return path
 
     @field_validator("posthog_api_key")
     @classmethod
@@ -193,6 +218,18 @@ class Settings(BaseSettings):
                 keys.append(key.strip())
 
         return tuple(keys)
+
+
+def _writable(path: Path) -> bool:
+    """Whether ``path`` can be created or written (its folder created when missing)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    if path.exists():
+        return os.access(path, os.R_OK | os.W_OK)
+
+    return os.access(path.parent, os.W_OK | os.X_OK)
 
 
 def _field_names() -> dict[str, str]:
