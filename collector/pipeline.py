@@ -63,6 +63,8 @@ from otel_bedrock.exporter import PostHogSpanExporter
 
 logger = logging.getLogger(__name__)
 
+BATCH_SIZE = 500
+"""Events per request to PostHog: a collector sends many, and each request waits a round trip."""
 MAX_RECENT = 65_536
 """Span ids remembered for de-duplication (each of: spans, and their parents)."""
 MAX_PENDING = 50_000
@@ -182,7 +184,9 @@ class Intake:
             raise ValueError(f"content_wait must not be negative, got {content_wait}")
         if merge_wait < 0:
             raise ValueError(f"merge_wait must not be negative, got {merge_wait}")
-        self.exporter = PostHogSpanExporter(settings=settings, delivery=delivery)
+        self.exporter = PostHogSpanExporter(
+            settings=settings, delivery=delivery, delivery_options={"batch_size": BATCH_SIZE}
+        )
         self.delivery = self.exporter.delivery
         self.capture = settings.content_capture
         self.content_wait = content_wait

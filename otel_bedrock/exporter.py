@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -34,7 +34,9 @@ class PostHogSpanExporter(SpanExporter):
     """Turns Bedrock spans into PostHog events.
 
     Keyword arguments are settings (see :mod:`otel_bedrock.config`); what they leave out comes
-    from the environment. ``export`` is called on the span processor's export thread.
+    from the environment. ``delivery`` replaces the delivery the settings describe;
+    ``delivery_options`` (such as ``batch_size``) adjust it. ``export`` is called on the span
+    processor's export thread.
 
     Raises:
         ConfigError: at construction, when a setting is bad or no project API key is given.
@@ -47,6 +49,7 @@ class PostHogSpanExporter(SpanExporter):
         *,
         settings: Settings | None = None,
         delivery: PostHogDelivery | None = None,
+        delivery_options: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> None:
         self.settings = settings or load_settings(api_key=api_key, host=host, **options)
@@ -60,7 +63,9 @@ class PostHogSpanExporter(SpanExporter):
             check_project_key(key, self.settings.posthog_host)
         self._prices = PriceBook(self.settings.prices_file)
         self._profiles = dict(self.settings.inference_profiles)
-        self.delivery = delivery or _delivery(str(key), self.settings)
+        self.delivery = delivery or delivery_for(
+            str(key), self.settings, **(delivery_options or {})
+        )
         self.created = time.monotonic()
         _live_exporters.add(self)
         logger.info(
@@ -140,8 +145,9 @@ class PostHogSpanExporter(SpanExporter):
         self.delivery.shutdown()
 
 
-def _delivery(api_key: str, settings: Settings) -> PostHogDelivery:
-    """Delivery to PostHog as the settings ask: queue, spool and shutdown budget."""
+def delivery_for(api_key: str, settings: Settings, **options: Any) -> PostHogDelivery:
+    """Delivery to PostHog as the settings ask (queue, spool and shutdown budget), with
+    ``options`` of :class:`PostHogDelivery` on top."""
     return PostHogDelivery(
         api_key,
         settings.posthog_host,
@@ -150,6 +156,7 @@ def _delivery(api_key: str, settings: Settings) -> PostHogDelivery:
         shutdown_timeout=settings.shutdown_timeout,
         spool_max_bytes=int(settings.spool_max_mb * 1024 * 1024),
         spool_max_age_seconds=settings.spool_max_age_hours * 3600,
+        **options,
     )
 
 
