@@ -185,6 +185,7 @@ def collector_command(
                 spool=str(spool) if spool is not None else "off",
                 content_capture=posthog.content_capture,
                 content_wait=settings.content_wait,
+                merge_wait=settings.merge_wait,
                 event_schema=posthog.event_schema,
             )
         )
