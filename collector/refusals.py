@@ -27,6 +27,7 @@ RETRY_INFO_TYPE_URL = "type.googleapis.com/google.rpc.RetryInfo"
 _REFUSALS = {
     400: ("malformed_body", grpc.StatusCode.INVALID_ARGUMENT),
     401: ("unauthenticated", grpc.StatusCode.UNAUTHENTICATED),
+    408: ("body_timeout", grpc.StatusCode.DEADLINE_EXCEEDED),
     413: ("too_large", grpc.StatusCode.RESOURCE_EXHAUSTED),
     415: ("unsupported_media_type", grpc.StatusCode.INVALID_ARGUMENT),
     429: ("rate_limited", grpc.StatusCode.RESOURCE_EXHAUSTED),

@@ -24,8 +24,9 @@ unreadable body                 400                         ``INVALID_ARGUMENT``
 content type or encoding        415                         (grpc negotiates it)
 body over ``max_request_bytes`` 413 (not retried)           ``RESOURCE_EXHAUSTED`` without
                                                             RetryInfo (not retried)
+body not in within 30 s         408                         (grpc's own deadlines)
 over the rate limit             429 + ``Retry-After``       ``RESOURCE_EXHAUSTED`` + RetryInfo
-delivery failing, no room       503 + ``Retry-After``       ``UNAVAILABLE`` + RetryInfo
+delivery has no room            503 + ``Retry-After``       ``UNAVAILABLE`` + RetryInfo
 shutting down                   503 + ``Retry-After``       ``UNAVAILABLE`` + RetryInfo
 ==============================  ==========================  ===================================
 
@@ -66,6 +67,8 @@ logger = structlog.get_logger("collector")
 
 DEFAULT_REQUEST_GRACE = 10.0
 """Seconds requests under way at shutdown get to finish."""
+DEFAULT_BODY_TIMEOUT = 30.0
+"""Seconds an OTLP/HTTP request body may take to arrive."""
 
 
 class Accepted(Protocol):
@@ -138,6 +141,7 @@ class Collector:
         shutdown_timeout: Seconds :meth:`stop` gives the intake to deliver what it holds.
         request_grace: Seconds :meth:`stop` gives requests under way to finish.
         clock: The monotonic clock of the request rate limit.
+        body_timeout: Seconds an HTTP request's body may take to arrive; 408 after that.
     """
 
     def __init__(
@@ -148,8 +152,10 @@ class Collector:
         shutdown_timeout: float = 5.0,
         request_grace: float = DEFAULT_REQUEST_GRACE,
         clock: Callable[[], float] = time.monotonic,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         self.intake = intake
+        self.body_timeout = body_timeout
         self.settings = settings
         self.shutdown_timeout = shutdown_timeout
         self.request_grace = request_grace
@@ -287,7 +293,7 @@ class Collector:
         self._http_active += 1
         try:
             self._check_http(request, content_type)
-            body = await _read_body(request, self.settings.max_request_bytes)
+            body = await self._read_body(request)
             accepted = await asyncio.to_thread(
                 self._decode_and_accept,
                 signal,
@@ -341,6 +347,16 @@ class Collector:
         wait_for = self.intake.refusal()
         if wait_for is not None:
             raise Refused(503, "PostHog is failing and the spool is full", wait_for)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The body, or 408 when it has not all arrived within ``body_timeout`` seconds (a
+        client that stalls mid-body must not hold a request open)."""
+        try:
+            return await asyncio.wait_for(
+                _read_body(request, self.settings.max_request_bytes), self.body_timeout
+            )
+        except TimeoutError:
+            raise Refused(408, f"the body did not arrive within {self.body_timeout:g} s") from None
 
     def _http_refusal(self, kind: str, refusal: Refused) -> web.Response:
         response = web.Response(

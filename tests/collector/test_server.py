@@ -48,6 +48,7 @@ def collectors(make_intake: Any) -> Iterator[Callable[..., CollectorThread]]:
         intake: Any = None,
         intake_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        body_timeout: float = 30.0,
         **settings: Any,
     ) -> CollectorThread:
         if intake is None:
@@ -59,6 +60,7 @@ def collectors(make_intake: Any) -> Iterator[Callable[..., CollectorThread]]:
             shutdown_timeout=2.0,
             request_grace=2.0,
             clock=clock,
+            body_timeout=body_timeout,
         )
         thread = CollectorThread(collector).start()
         started.append(thread)

@@ -163,6 +163,24 @@ def test_streamed_body_over_the_limit_is_413(make_collector: Any, capture: Captu
     assert_still_serving(server, capture, 0)
 
 
+def test_body_that_stalls_is_408_and_the_service_goes_on(
+    make_collector: Any, capture: CaptureEmulator
+) -> None:
+    """A client that announces 100 bytes and sends 3 gets 408 once the body timeout passes."""
+    server = make_collector(body_timeout=0.5)
+    port = int(server.http_url.rsplit(":", 1)[1])
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-protobuf\r\nContent-Length: 100\r\n\r\nabc"
+        )
+        answer = client.recv(4096)
+
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert_still_serving(server, capture, 0)
+
+
 def test_gzip_body_expanding_past_the_limit_is_413(
     make_collector: Any, capture: CaptureEmulator
 ) -> None:
