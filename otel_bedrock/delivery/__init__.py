@@ -162,8 +162,8 @@ class PostHogDelivery:
         """Whether PostHog is failing, when the next attempt is due, and whether new events
         still have room (spool, or without one the memory queue); cheap, any thread.
 
-        A service that receives events from others refuses more while ``failing`` and
-        ``full`` are both true, asking its clients to come back after ``retry_in``.
+        A service that receives events from others (the collector) refuses more while ``full``
+        is true, asking its clients to come back after ``retry_in`` (at least a second).
         """
         return self._engine.pressure()
 
