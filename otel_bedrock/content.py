@@ -78,6 +78,9 @@ def _texts(value: Any) -> Iterable[str]:
             yield value["text"]
         elif "content" in value:
             yield from _texts(value["content"])
+        elif isinstance(value.get("guardContent"), Mapping):
+            # Converse text put before a guardrail: {"guardContent": {"text": {"text": ...}}}
+            yield from _texts(value["guardContent"].get("text"))
 
 
 def _joined(texts: Iterable[str]) -> str:

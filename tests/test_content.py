@@ -73,3 +73,26 @@ def test_clip_cuts_across_messages_and_says_so() -> None:
         True,
     )
     assert clip_messages(messages, 100) == (messages, False)
+
+
+def test_converse_guard_content_is_prompt_text() -> None:
+    """Text given to a guardrail as guardContent blocks is part of the captured prompt."""
+    params = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"guardContent": {"text": {"text": "Tokyo is the capital of Japan."}}},
+                    {"guardContent": {"text": {"text": "What is the capital of Japan?"}}},
+                    {"guardContent": {"image": {"format": "png"}}},
+                ],
+            }
+        ]
+    }
+
+    assert prompt_messages("Converse", params) == [
+        {
+            "role": "user",
+            "content": "Tokyo is the capital of Japan.\nWhat is the capital of Japan?",
+        }
+    ]
