@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,17 @@ def make_client(endpoint_url: str, total_attempts: int = 1) -> Any:
         aws_secret_access_key="test",
         config=Config(retries={"total_max_attempts": total_attempts, "mode": "standard"}),
     )
+
+
+def eventually(condition: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+
+    return bool(condition())
 
 
 def child_environment(**extra: str) -> dict[str, str]:

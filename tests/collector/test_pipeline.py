@@ -24,7 +24,7 @@ from otel_bedrock.exporter import PostHogSpanExporter
 from otel_bedrock.testing import CapturedEvent, CaptureEmulator, stream, validation_error
 from tests.collector.builders import LLAMA, bedrock_attributes, log, logs, span, traces
 from tests.collector.conftest import BotocoreSpans
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, eventually
 from tests.test_pipeline import LLAMA_BODY, MESSAGES, converse_stream_events, llama_reply
 
 NOVA = "us.amazon.nova-micro-v1:0"
@@ -177,7 +177,7 @@ def test_nested_spans_in_later_requests_make_one_event_with_both_facts(
     intake.accept_traces(traces(other_outer))
     intake.accept_traces(traces(other_inner))
 
-    assert _eventually(lambda: intake_counts(intake)["converted"] == 2)
+    assert eventually(lambda: intake_counts(intake)["converted"] == 2)
     events = delivered(intake, capture)
     assert sorted(event["properties"]["span_id"] for event in events) == [
         "0000000000000032",
@@ -408,7 +408,7 @@ def test_refusal_when_posthog_fails_and_there_is_no_room(
     assert (intake.refusal(), intake.ready()) == (None, True)
 
     intake.accept_traces(traces(span(0xF1, bedrock_attributes(**USAGE))))
-    assert _eventually(lambda: intake.delivery.pressure().failing)
+    assert eventually(lambda: intake.delivery.pressure().failing)
     assert intake.refusal() is None
     intake.accept_traces(traces(span(0xF2, bedrock_attributes(**USAGE))))
     intake.accept_traces(traces(span(0xF3, bedrock_attributes(**USAGE))))
@@ -418,15 +418,6 @@ def test_refusal_when_posthog_fails_and_there_is_no_room(
     assert intake.ready() is False
     intake.shutdown(0.1)
     assert intake.counts()["dropped"] == 3
-
-
-def _eventually(condition: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return bool(condition())
 
 
 def test_counts_include_the_delivery(make_intake: Any, capture: CaptureEmulator) -> None:

@@ -22,6 +22,7 @@ from otel_bedrock.delivery._engine import MAX_SERVER_WAIT, retry_delay
 from otel_bedrock.delivery.spool import Spool
 from otel_bedrock.delivery.transport import to_wire
 from otel_bedrock.testing import CaptureEmulator
+from tests.conftest import eventually
 from tests.delivery.helpers import delivery, make_event, make_events, received
 
 
@@ -35,16 +36,6 @@ def _spooled(path: Path) -> set[str]:
     return {str(row["uuid"]) for row in rows}
 
 
-def _wait(condition: object, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return True
-        time.sleep(0.02)
-
-    return False
-
-
 def test_memory_queue_moves_to_spool_during_outage(
     posthog: CaptureEmulator, spool_file: Path
 ) -> None:
@@ -55,11 +46,11 @@ def test_memory_queue_moves_to_spool_during_outage(
     sender = delivery(url, spool_file, base_backoff=30, max_backoff=30)
     for event in first:
         sender.send(event)
-    assert _wait(lambda: Spool(spool_file).status().rows == 30)
+    assert eventually(lambda: Spool(spool_file).status().rows == 30)
     for event in later:
         sender.send(event)
 
-    assert _wait(lambda: Spool(spool_file).status().rows == 50, timeout=1.0)
+    assert eventually(lambda: Spool(spool_file).status().rows == 50, timeout=1.0)
     assert _spooled(spool_file) == {event.uuid for event in [*first, *later]}
     assert sender.counters.spooled == 20
     posthog.start()
@@ -360,7 +351,7 @@ def test_unreachable_host_is_named_once(
     with caplog.at_level(logging.DEBUG, logger="otel_bedrock.delivery"):
         for event in make_events(3):
             sender.send(event)
-        assert _wait(lambda: sender.counters.retried >= 9)
+        assert eventually(lambda: sender.counters.retried >= 9)
         sender.shutdown(0)
 
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]

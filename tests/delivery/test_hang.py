@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from otel_bedrock.delivery.spool import Spool
 from otel_bedrock.testing import CaptureEmulator
+from tests.conftest import eventually
 from tests.delivery.helpers import delivery, make_events, received
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-
-    return condition()
 
 
 def _spool_uuids(path: Path) -> Counter[str]:
@@ -45,11 +34,11 @@ def test_hanging_posthog_moves_memory_to_the_spool(
     sender = delivery(posthog.url, spool_file, flush_interval=0.05, timeout=30)
     for event in first:
         sender.send(event)
-    assert _wait(lambda: posthog.stalled == 1)
+    assert eventually(lambda: posthog.stalled == 1)
     for event in later:
         sender.send(event)
 
-    assert _wait(lambda: sum(_spool_uuids(spool_file).values()) == 35)
+    assert eventually(lambda: sum(_spool_uuids(spool_file).values()) == 35)
     assert _spool_uuids(spool_file) == Counter(event.uuid for event in [*first, *later])
     assert sender.counters.snapshot() == {
         "sent": 0,
@@ -60,7 +49,7 @@ def test_hanging_posthog_moves_memory_to_the_spool(
     }
 
     posthog.hang(False)
-    assert _wait(lambda: len(posthog.events) == 35, timeout=10)
+    assert eventually(lambda: len(posthog.events) == 35, timeout=10)
     assert sender.flush(5)
     sender.shutdown()
     assert Counter(received(posthog)) == Counter(event.uuid for event in [*first, *later])
@@ -76,7 +65,7 @@ def test_shutdown_without_spool_counts_the_hanging_batch(
     sender = delivery(posthog.url, None, shutdown_timeout=0.1, timeout=30)
     for event in events:
         sender.send(event)
-    assert _wait(lambda: posthog.stalled == 1)
+    assert eventually(lambda: posthog.stalled == 1)
 
     with caplog.at_level(logging.ERROR, logger="otel_bedrock.delivery"):
         sender.shutdown()
@@ -88,7 +77,7 @@ def test_shutdown_without_spool_counts_the_hanging_batch(
     posthog.hang(False)
     worker = sender._engine._worker
     assert worker is not None
-    assert _wait(lambda: not worker.is_alive())
+    assert eventually(lambda: not worker.is_alive())
     assert sender.counters.snapshot() == {
         "sent": 0,
         "retried": 0,

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from otel_bedrock.delivery import Pressure
 from otel_bedrock.testing import CaptureEmulator
+from tests.conftest import eventually
 from tests.delivery.helpers import delivery, make_event, make_events
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def test_healthy_delivery_has_no_pressure(posthog: CaptureEmulator) -> None:
@@ -37,7 +28,7 @@ def test_without_spool_a_full_queue_during_an_outage_is_full(posthog: CaptureEmu
     posthog.stop()
     sender = delivery(url, None, max_queue=5, base_backoff=30, max_backoff=30)
     sender.send(make_event(0))
-    assert _wait(lambda: sender.pressure().failing)
+    assert eventually(lambda: sender.pressure().failing)
 
     waiting = sender.pressure()
     assert 20 <= waiting.retry_in <= 30
@@ -60,12 +51,12 @@ def test_with_spool_full_when_the_spool_reaches_its_bound(
     posthog.stop()
     sender = delivery(url, spool_file, max_queue=5, spool_max_bytes=10_000, base_backoff=30)
     sender.send(make_event(0))
-    assert _wait(lambda: sender.pressure().failing)
+    assert eventually(lambda: sender.pressure().failing)
     assert sender.pressure().full is False
 
     for event in make_events(60):  # about 15 kB of events: past the bound, oldest evicted
         sender.send(event)
-    assert _wait(lambda: sender.pressure().full)
+    assert eventually(lambda: sender.pressure().full)
     assert sender.counters.evicted > 0
 
     posthog.start()
