@@ -4,7 +4,8 @@ Everything runs in separate processes on this machine, as in a deployment:
 
 - a PostHog capture emulator (:class:`otel_bedrock.testing.CaptureEmulator`), the collector's
   PostHog;
-- the collector itself, ``python -m collector``, with its defaults (OTLP/HTTP, a spool on disk);
+- the collector itself, ``python -m collector``, with its defaults (OTLP/HTTP, a spool on disk,
+  delivery from a child process; ``--delivery thread`` for one process);
 - ``--senders`` processes posting OTLP/HTTP protobuf requests, each of ``--batch`` Bedrock
   calls, back to back, as the stock exporters do. Each call is a recorded span (or nest of
   spans) from ``tests/data/otlp``, every dialect, with fresh trace and span ids.
@@ -19,8 +20,12 @@ Two runs of the same senders and the same bodies, in one process tree:
    collector's own counters must show nothing dropped).
 
 It prints, for each run, the calls per second, request latency (p50, p99), and for the
-collector the events received, its counters and its peak resident memory, then the ratio of
-the collector's throughput to the baseline's. Target: at least 5,000 Bedrock spans per second.
+collector the events received, its counters, the peak resident memory of its processes, the
+CPU each process used (per call) and that of the capture emulator and the senders, then the
+ratio of the collector's throughput to the baseline's. The per-call CPU of the receiving
+process is the machine's speed during the run as much as the collector's: on a shared machine
+it varies by a third from one run to the next, and the throughput with it. Target: at least
+5,000 Bedrock spans per second.
 Run: ``.venv/bin/python benchmarks/bench_collector.py`` (``--calls N``, default 60,000;
 ``--quick`` for a smoke run). Always exits 0.
 """
@@ -111,6 +116,7 @@ def send_all(url: str, bodies: list[bytes], conn: Connection) -> None:
     pool = urllib3.connection_from_url(url, maxsize=1)
     headers = {"Content-Type": PROTOBUF}
     conn.recv()  # the start signal
+    cpu = time.process_time()
     latencies, refusals, failures = [], 0, 0
     for body in bodies:
         while True:
@@ -122,7 +128,7 @@ def send_all(url: str, bodies: list[bytes], conn: Connection) -> None:
                 break
             refusals += 1
             time.sleep(float(answer.headers.get("Retry-After", "1")))
-    conn.send((latencies, refusals, failures))
+    conn.send((latencies, refusals, failures, time.process_time() - cpu))
 
 
 def serve_sink(port: int, conn: Connection) -> None:
@@ -159,6 +165,7 @@ class Sent:
     failures: int = 0
     started: float = 0.0
     seconds: float = 0.0
+    cpu: float = 0.0
 
 
 @dataclass
@@ -171,7 +178,11 @@ class Run:
     sent: Sent
     events: int | None = None
     counters: dict[str, float] | None = None
-    peak_rss_mb: float | None = None
+    peak_rss_mb: list[float] = field(default_factory=list)
+    """Of the collector and of its delivery process."""
+    cpu: list[float] = field(default_factory=list)
+    """CPU seconds the collector, its delivery process and the capture emulator used during
+    the run."""
 
     @property
     def rate(self) -> float:
@@ -202,7 +213,8 @@ def drive(url: str, bodies: list[bytes], senders: int) -> Sent:
         link.send("go")
     result = Sent(started=started)
     for link in links:
-        latencies, refusals, failures = link.recv()
+        latencies, refusals, failures, cpu = link.recv()
+        result.cpu += cpu
         result.latencies.extend(latencies)
         result.refusals += refusals
         result.failures += failures
@@ -262,15 +274,16 @@ def _wait_post(url: str, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def capture_process() -> Iterator[tuple[str, Connection]]:
-    """A capture emulator in a child process: its URL and the link that asks for counts."""
+def capture_process() -> Iterator[tuple[str, Connection, int]]:
+    """A capture emulator in a child process: its URL, the link that asks for counts, and its
+    process id."""
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
     process = context.Process(target=serve_capture, args=(child,), daemon=True)
     process.start()
     url: str = parent.recv()
     try:
-        yield url, parent
+        yield url, parent, process.pid or 0
     finally:
         parent.send("stop")
         process.join(timeout=5)
@@ -303,28 +316,67 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_collector(bodies: list[bytes], calls: int, senders: int) -> Run:
+def process_tree(pid: int) -> list[int]:
+    """A process and its children but for multiprocessing's resource tracker (the collector
+    and its delivery process), from ``/proc``."""
+    children = [
+        int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    ]
+
+    return [pid] + [
+        child
+        for child in children
+        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far, from ``/proc`` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def run_collector(bodies: list[bytes], calls: int, senders: int, delivery: str) -> Run:
     """The same senders against the collector; timed until PostHog has every event."""
     port = free_port()
-    with capture_process() as (posthog_url, counts), tempfile.TemporaryDirectory() as folder:
+    with (
+        capture_process() as (posthog_url, counts, capture_pid),
+        tempfile.TemporaryDirectory() as folder,
+    ):
         env = {
             **os.environ,
             "POSTHOG_API_KEY": KEY,
             "POSTHOG_HOST": posthog_url,
             "OTEL_BEDROCK_SPOOL_PATH": str(Path(folder) / "spool.db"),
         }
-        command = [sys.executable, "-m", "collector", "--http-port", str(port), "--grpc-port", "0"]
+        command = [
+            sys.executable,
+            "-m",
+            "collector",
+            "--http-port",
+            str(port),
+            "--grpc-port",
+            "0",
+            "--delivery",
+            delivery,
+        ]
         log = open(Path(folder) / "collector.log", "wb")
         service = subprocess.Popen(command, env=env, stderr=log, cwd=ROOT)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_http(f"{url}/readyz")
+            pids = [*process_tree(service.pid), capture_pid]
+            before = [cpu_seconds(pid) for pid in pids]
             sent = drive(url, bodies, senders)
             counts.send((calls, TIMEOUT))
             events = counts.recv()
             seconds = time.perf_counter() - sent.started
+            cpu = [cpu_seconds(pid) - used for pid, used in zip(pids, before, strict=True)]
+            time.sleep(0.5)  # the delivery's counters reach /metrics with its next answer
             counters = scrape(url)
-            peak = peak_rss_mb(service.pid)
+            peak = [peak_rss_mb(pid) for pid in pids[:-1]]
         finally:
             service.terminate()
             service.wait(timeout=30)
@@ -332,7 +384,7 @@ def run_collector(bodies: list[bytes], calls: int, senders: int) -> Run:
         if events != calls:
             print(f"collector log tail:\n{(Path(folder) / 'collector.log').read_text()[-2000:]}")
 
-    return Run("collector", calls, seconds, sent, events, counters, peak)
+    return Run("collector", calls, seconds, sent, events, counters, peak, cpu)
 
 
 def report(runs: Sequence[Run], expected_events: int) -> None:
@@ -351,7 +403,19 @@ def report(runs: Sequence[Run], expected_events: int) -> None:
     print()
     print(f"collector events received: {ours.events:,} of {expected_events:,} expected")
     lost = "none" if ours.events == expected_events and not ours.sent.failures else "SOME"
-    print(f"loss: {lost}; peak resident memory of the collector: {ours.peak_rss_mb:.0f} MB")
+    parts = " + ".join(f"{mb:.0f}" for mb in ours.peak_rss_mb)
+    print(
+        f"loss: {lost}; peak resident memory of the collector: {sum(ours.peak_rss_mb):.0f} MB "
+        f"({parts} MB by process: receiving, delivering)"
+    )
+    if ours.cpu:
+        *collector, capture = ours.cpu
+        per_call = " + ".join(f"{seconds / ours.calls * 1e6:.0f}" for seconds in collector)
+        print(
+            f"CPU during the run, in cores: collector {sum(collector) / ours.seconds:.2f} "
+            f"({per_call} us per call: receiving, delivering), capture emulator "
+            f"{capture / ours.seconds:.2f}, senders {ours.sent.cpu / ours.seconds:.2f}"
+        )
     if ours.counters:
         shown = ", ".join(f"{name}={value:,.0f}" for name, value in sorted(ours.counters.items()))
         print(f"collector counters: {shown}")
@@ -367,6 +431,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=60_000, help="Bedrock calls sent per run")
     parser.add_argument("--batch", type=int, default=200, help="calls per OTLP request")
     parser.add_argument("--senders", type=int, default=2, help="sender processes")
+    parser.add_argument(
+        "--delivery",
+        choices=["process", "thread"],
+        default="process",
+        help="the collector's --delivery (default: its own default, process)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run of 4,000 calls")
     args = parser.parse_args(argv)
     count = 4_000 if args.quick else args.calls
@@ -377,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     size = statistics.mean(len(body) for body in bodies)
     print(f"{len(bodies):,} requests of {args.batch} calls, {size / 1024:.0f} KiB each", flush=True)
     baseline = run_sink(bodies, count, args.senders)
-    ours = run_collector(bodies, count, args.senders)
+    ours = run_collector(bodies, count, args.senders, args.delivery)
     report([baseline, ours], count)
 
 

@@ -20,7 +20,8 @@ Each span of an export request goes through these steps:
    whose content is already complete waits only ``merge_wait``. With capture off content
    records are dropped on arrival.
 4. :meth:`otel_bedrock.exporter.PostHogSpanExporter.events_for`, the same code as in-process,
-   turns the span into events, and :class:`~otel_bedrock.delivery.PostHogDelivery` sends them.
+   turns the span into events, and :class:`~otel_bedrock.delivery.PostHogDelivery` sends them
+   (in the collector, from a child process: :mod:`collector.delivery`).
 
 Known limit: a duplicate whose first span was already converted (it came more than
 ``merge_wait`` seconds later) adds nothing to the event, even facts the first span lacked.
@@ -58,7 +59,7 @@ from otel_bedrock import attributes as attr
 from otel_bedrock._once import warn_once
 from otel_bedrock.config import Settings
 from otel_bedrock.content import clip_messages
-from otel_bedrock.delivery import PostHogDelivery
+from otel_bedrock.delivery import Delivery
 from otel_bedrock.exporter import PostHogSpanExporter
 
 logger = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ class Intake:
         *,
         content_wait: float = 2.0,
         merge_wait: float = 1.0,
-        delivery: PostHogDelivery | None = None,
+        delivery: Delivery | None = None,
     ) -> None:
         if content_wait < 0:
             raise ValueError(f"content_wait must not be negative, got {content_wait}")

@@ -15,7 +15,7 @@ Everything here runs once, at start; a bad value raises
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -44,6 +44,9 @@ class CollectorSettings(BaseSettings):
             traced the same call (nested in it or enclosing it), to make one event of both.
         config_file: An OpenTelemetry declarative configuration file with a ``posthog``
             exporter block (``OTEL_CONFIG_FILE`` by default).
+        delivery: ``process`` sends to PostHog from a child process, so that receiving and
+            delivering each get a core; ``thread`` keeps everything in one process (one core,
+            less memory).
     """
 
     model_config = SettingsConfigDict(
@@ -64,6 +67,9 @@ class CollectorSettings(BaseSettings):
     config_file: Path | None = Field(
         default=None,
         validation_alias=AliasChoices(f"{PREFIX}CONFIG_FILE", "OTEL_CONFIG_FILE"),
+    )
+    delivery: Literal["process", "thread"] = Field(
+        default="process", validation_alias=f"{PREFIX}DELIVERY"
     )
 
     @property

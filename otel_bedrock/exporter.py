@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_bedrock._once import warn_once
 from otel_bedrock.calls import BedrockCall, SpanData, describe
 from otel_bedrock.config import Settings, load_settings
-from otel_bedrock.delivery import PostHogDelivery
+from otel_bedrock.delivery import Delivery, PostHogDelivery
 from otel_bedrock.errors import ConfigError
 from otel_bedrock.events import CaptureEvent, to_events
 from otel_bedrock.keycheck import check_project_key
@@ -48,17 +48,12 @@ class PostHogSpanExporter(SpanExporter):
         host: str | None = None,
         *,
         settings: Settings | None = None,
-        delivery: PostHogDelivery | None = None,
+        delivery: Delivery | None = None,
         delivery_options: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> None:
         self.settings = settings or load_settings(api_key=api_key, host=host, **options)
-        key = self.settings.posthog_api_key
-        if key is None and delivery is None:
-            raise ConfigError(
-                "otel-bedrock configuration: POSTHOG_API_KEY is not set; give the PostHog "
-                "project API key (phc_...) in the environment or as api_key"
-            )
+        key = self.settings.posthog_api_key if delivery is not None else project_key(self.settings)
         if self.settings.verify_key and key is not None:
             check_project_key(key, self.settings.posthog_host)
         self._prices = PriceBook(self.settings.prices_file)
@@ -158,6 +153,21 @@ def delivery_for(api_key: str, settings: Settings, **options: Any) -> PostHogDel
         spool_max_age_seconds=settings.spool_max_age_hours * 3600,
         **options,
     )
+
+
+def project_key(settings: Settings) -> str:
+    """The PostHog project API key of the settings.
+
+    Raises:
+        ConfigError: when none is given.
+    """
+    if settings.posthog_api_key is None:
+        raise ConfigError(
+            "otel-bedrock configuration: POSTHOG_API_KEY is not set; give the PostHog "
+            "project API key (phc_...) in the environment or as api_key"
+        )
+
+    return settings.posthog_api_key
 
 
 _live_exporters: weakref.WeakSet[PostHogSpanExporter] = weakref.WeakSet()

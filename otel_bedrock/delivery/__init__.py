@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Protocol
 
 from otel_bedrock.delivery._counters import DeliveryCounters, observe
 from otel_bedrock.delivery._engine import Engine, Pressure
@@ -32,9 +33,31 @@ from otel_bedrock.delivery.spool import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_BYT
 from otel_bedrock.delivery.transport import DEFAULT_MAX_EVENT_BYTES, Transport
 from otel_bedrock.events import CaptureEvent
 
-__all__ = ["DeliveryCounters", "PostHogDelivery", "Pressure"]
+__all__ = ["Delivery", "DeliveryCounters", "PostHogDelivery", "Pressure"]
 
 logger = logging.getLogger(__name__)
+
+
+class Counters(Protocol):
+    """Events by outcome (see :class:`DeliveryCounters`)."""
+
+    def snapshot(self) -> dict[str, int]: ...
+
+
+class Delivery(Protocol):
+    """What the exporter and the collector need of a delivery: :class:`PostHogDelivery`, or
+    the collector's delivery in a child process."""
+
+    @property
+    def counters(self) -> Counters: ...
+
+    def send(self, event: CaptureEvent) -> None: ...
+
+    def flush(self, timeout_seconds: float = 10.0) -> bool: ...
+
+    def pressure(self) -> Pressure: ...
+
+    def shutdown(self, timeout_seconds: float | None = None) -> None: ...
 
 
 class PostHogDelivery:

@@ -197,12 +197,14 @@ def test_stock_log_exporter_content_joins_its_span(
     assert completion["properties"]["total_cost_in_dollars"] == pytest.approx(LLAMA_COST, abs=1e-12)
 
 
+@pytest.mark.parametrize("delivery", ["process", "thread"])
 def test_sigterm_drains_spans_still_waiting(
-    tmp_path: Path, bedrock: BedrockEmulator, capture: CaptureEmulator
+    delivery: str, tmp_path: Path, bedrock: BedrockEmulator, capture: CaptureEmulator
 ) -> None:
     """SIGTERM to ``python -m collector``, set up by flags and the posthog block of a
     configuration file: spans still waiting for content are converted and delivered at once,
-    the process exits 0, and its JSON log lines hold no token, key or prompt."""
+    the process exits 0, and its JSON log lines hold no token, key or prompt; with delivery
+    from a child process and from a thread."""
     capture.reset()
     http_port, grpc_port = free_port(), free_port()
     token_file = tmp_path / "token"
@@ -240,6 +242,8 @@ def test_sigterm_drains_spans_still_waiting(
         "60",
         "--config",
         str(config),
+        "--delivery",
+        delivery,
     ]
     service = subprocess.Popen(
         command, env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -268,11 +272,11 @@ def test_sigterm_drains_spans_still_waiting(
     ]
     lines = [json.loads(line) for line in stderr.splitlines()]
     names = [line["event"] for line in lines]
-    assert names[0] == "collector_started"
     assert "collector_stopped" in names
-    assert lines[0]["auth"] == "on"
-    assert lines[0]["http_port"] == http_port
-    assert lines[0]["spool"] == "off"
+    started_line = lines[names.index("collector_started")]
+    assert started_line["auth"] == "on"
+    assert started_line["http_port"] == http_port
+    assert started_line["spool"] == "off"
     stopped = next(line for line in lines if line["event"] == "collector_stopped")
     assert (stopped["converted"], stopped["sent"], stopped["dropped"]) == (2, 2, 0)
     assert TOKEN not in stderr

@@ -23,7 +23,9 @@ COLLECTOR_VARIABLES = (
     "RATE_LIMIT",
     "BURST",
     "CONTENT_WAIT",
+    "MERGE_WAIT",
     "CONFIG_FILE",
+    "DELIVERY",
 )
 
 
@@ -52,6 +54,7 @@ def test_defaults_listen_on_loopback() -> None:
     assert settings.rate_limit == 0
     assert settings.content_wait == 2.0
     assert settings.config_file is None
+    assert settings.delivery == "process"
 
 
 def test_environment_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,6 +64,7 @@ def test_environment_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_BEDROCK_COLLECTOR_TOKEN", "s3cret")
     monkeypatch.setenv("OTEL_BEDROCK_COLLECTOR_RATE_LIMIT", "250")
     monkeypatch.setenv("OTEL_BEDROCK_COLLECTOR_CONTENT_WAIT", "0.5")
+    monkeypatch.setenv("OTEL_BEDROCK_COLLECTOR_DELIVERY", "thread")
 
     settings = load_collector_settings(http_port=9000, host=None)
 
@@ -71,6 +75,7 @@ def test_environment_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.rate_limit == 250
     assert settings.rate_burst == 250
     assert settings.content_wait == 0.5
+    assert settings.delivery == "thread"
 
 
 def test_burst_defaults_to_one_second_of_rate() -> None:
@@ -96,6 +101,7 @@ def test_config_file_from_otel_config_file(monkeypatch: pytest.MonkeyPatch) -> N
         ({"content_wait": 600}, "content_wait=600"),
         ({"config_file": "/no/such/otel-config.yaml"}, "no such file"),
         ({"hots": "0.0.0.0"}, "unknown setting 'hots'"),
+        ({"delivery": "fork"}, "delivery='fork'"),
     ],
 )
 def test_bad_settings_fail_naming_them(overrides: dict[str, object], message: str) -> None:
