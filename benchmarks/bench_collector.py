@@ -403,17 +403,20 @@ def report(runs: Sequence[Run], expected_events: int) -> None:
     print()
     print(f"collector events received: {ours.events:,} of {expected_events:,} expected")
     lost = "none" if ours.events == expected_events and not ours.sent.failures else "SOME"
+    split = len(ours.peak_rss_mb) > 1
+    roles = "by process: receiving, delivering" if split else "one process"
     parts = " + ".join(f"{mb:.0f}" for mb in ours.peak_rss_mb)
     print(
         f"loss: {lost}; peak resident memory of the collector: {sum(ours.peak_rss_mb):.0f} MB "
-        f"({parts} MB by process: receiving, delivering)"
+        f"({parts} MB {roles})"
     )
     if ours.cpu:
         *collector, capture = ours.cpu
         per_call = " + ".join(f"{seconds / ours.calls * 1e6:.0f}" for seconds in collector)
+        roles = "receiving, delivering" if split else "one process"
         print(
             f"CPU during the run, in cores: collector {sum(collector) / ours.seconds:.2f} "
-            f"({per_call} us per call: receiving, delivering), capture emulator "
+            f"({per_call} us per call: {roles}), capture emulator "
             f"{capture / ours.seconds:.2f}, senders {ours.sent.cpu / ours.seconds:.2f}"
         )
     if ours.counters:
