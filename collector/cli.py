@@ -16,13 +16,13 @@ Only click and the settings are imported before the command runs, so that ``otel
 from __future__ import annotations
 
 import asyncio
-import gc
-import logging
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
+
+from collector.runtime import configure_logging, tune_gc
 
 EXTRA_MISSING = (
     "otel-bedrock collector needs the collector extra: pip install 'otel-bedrock[collector]' "
@@ -46,61 +46,6 @@ def _read_token(path: Path | None) -> str | None:
         _fail(f"otel-bedrock collector configuration: --token-file {path} is empty", 2)
 
     return token
-
-
-def configure_logging(log_format: str) -> None:
-    """structlog JSON lines (or console lines) on stderr, for ours and the library's logs.
-
-    Standard-library records (the delivery's, for one) go through the same renderer, so that
-    every line on stderr has one format.
-    """
-    import structlog
-
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-    )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers = [handler]
-    root.setLevel(logging.WARNING)
-    for name in ("collector", "otel_bedrock"):
-        logging.getLogger(name).setLevel(logging.INFO)
-
-
-GC_THRESHOLDS = (50_000, 20, 10)
-"""Allocations between young collections, and young (then middle) collections between older
-ones: each request allocates tens of thousands of short-lived objects, and with Python's
-default (700, 10, 10) the collector spent about a fifth of its time collecting."""
-
-
-def tune_gc() -> None:
-    """Collect garbage less often, and leave what start-up loaded (modules, price data) out
-    of every collection; call once start-up is done."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @click.command(name="collector")
@@ -214,6 +159,8 @@ def collector_command(
         if process is not None:
             process.shutdown(0.0)
         _fail(str(error), 2)
+    except RuntimeError as error:  # the delivery process did not start
+        _fail(str(error), 1)
     intake.exporter.preload_prices()  # before the first request, not during it
     tune_gc()
     collector = Collector(intake, settings, shutdown_timeout=posthog.shutdown_timeout)
