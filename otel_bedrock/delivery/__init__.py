@@ -33,7 +33,7 @@ from otel_bedrock.delivery.spool import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_BYT
 from otel_bedrock.delivery.transport import DEFAULT_MAX_EVENT_BYTES, Transport
 from otel_bedrock.events import CaptureEvent
 
-__all__ = ["Delivery", "DeliveryCounters", "PostHogDelivery", "Pressure"]
+__all__ = ["Counters", "Delivery", "DeliveryCounters", "PostHogDelivery", "Pressure"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,23 +41,39 @@ logger = logging.getLogger(__name__)
 class Counters(Protocol):
     """Events by outcome (see :class:`DeliveryCounters`)."""
 
-    def snapshot(self) -> dict[str, int]: ...
+    def snapshot(self) -> dict[str, int]:
+        """The current values, by outcome."""
+        ...
 
 
 class Delivery(Protocol):
-    """What the exporter and the collector need of a delivery: :class:`PostHogDelivery`, or
-    the collector's delivery in a child process."""
+    """What the exporter and the collector need of a delivery.
+
+    :class:`PostHogDelivery` is one; the collector's delivery in a child process is another.
+    ``send``, ``pressure`` and ``counters`` are called on the exporting thread and must not
+    wait for the network; ``flush`` and ``shutdown`` may be called from any thread.
+    """
 
     @property
-    def counters(self) -> Counters: ...
+    def counters(self) -> Counters:
+        """Events by outcome so far."""
+        ...
 
-    def send(self, event: CaptureEvent) -> None: ...
+    def send(self, event: CaptureEvent) -> None:
+        """Queue one event."""
+        ...
 
-    def flush(self, timeout_seconds: float = 10.0) -> bool: ...
+    def flush(self, timeout_seconds: float = 10.0) -> bool:
+        """Deliver what is queued; True when PostHog has all of it in time."""
+        ...
 
-    def pressure(self) -> Pressure: ...
+    def pressure(self) -> Pressure:
+        """Whether delivery keeps up and has room."""
+        ...
 
-    def shutdown(self, timeout_seconds: float | None = None) -> None: ...
+    def shutdown(self, timeout_seconds: float | None = None) -> None:
+        """Deliver what is left for ``timeout_seconds``, keep the rest, stop."""
+        ...
 
 
 class PostHogDelivery:
