@@ -19,13 +19,17 @@ Each span of an export request goes through these steps:
    records that come first wait for their span for :data:`EARLY_LOG_TTL` seconds. A span
    whose content is already complete waits only ``merge_wait``. With capture off content
    records are dropped on arrival.
-4. :meth:`otel_bedrock.exporter.PostHogSpanExporter.events_for`, the same code as in-process,
+4. A call whose spans name no person gets the one named on the span that encloses it (a
+   request span with ``user.id``, say), as in-process, when that span came before the call
+   was converted: the person of every other span is remembered by span id.
+5. :meth:`otel_bedrock.exporter.PostHogSpanExporter.events_for`, the same code as in-process,
    turns the span into events, and :class:`~otel_bedrock.delivery.PostHogDelivery` sends them
    (in the collector, from a child process: :mod:`collector.delivery`).
 
 Known limit: a duplicate whose first span was already converted (it came more than
 ``merge_wait`` seconds later) adds nothing to the event, even facts the first span lacked.
-Memory is bounded: at most :data:`MAX_RECENT` recent span ids for de-duplication,
+Memory is bounded: at most :data:`MAX_RECENT` recent span ids for de-duplication (and as
+many people of enclosing spans),
 :data:`MAX_PENDING` spans waiting (the oldest is converted early past that), and
 :data:`MAX_EARLY_LOGS` spans' worth of early content records, within :data:`EARLY_CHARS`
 characters. Content is cut to ``max_content_chars`` as it arrives, so no
@@ -61,6 +65,7 @@ from otel_bedrock.config import Settings
 from otel_bedrock.content import clip_messages
 from otel_bedrock.delivery import Delivery
 from otel_bedrock.exporter import PostHogSpanExporter
+from otel_bedrock.identity import distinct_id_from_attributes
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +158,7 @@ class _Call:
 
     span: ReceivedSpan | None
     keys: list[_SpanKey]
-    parents: list[_SpanKey]
+    parents: list[_SpanKey]  # of each of its spans: where the person may be named
     content: _Pieces = field(default_factory=_Pieces)
     deadline: float = 0.0
     done: bool = False
@@ -200,6 +205,7 @@ class Intake:
         self._pending: OrderedDict[int, _Call] = OrderedDict()
         self._early: OrderedDict[_SpanKey, tuple[float, _Pieces]] = OrderedDict()
         self._early_chars = 0
+        self._people: OrderedDict[_SpanKey, str] = OrderedDict()
         self._arrivals = 0
         self._timer: threading.Thread | None = None
         self._closed = False
@@ -210,6 +216,7 @@ class Intake:
         """Take the spans of one request; Bedrock calls become events now or after their wait."""
         spans, rejected = received_spans(request)
         bedrock: list[ReceivedSpan] = []
+        people: list[tuple[_SpanKey, str]] = []
         skipped = failed = 0
         for span in spans:
             try:
@@ -220,12 +227,20 @@ class Intake:
                 continue
             if canonical is None:
                 skipped += 1
+                person = distinct_id_from_attributes(span.attributes)
+                if person is not None:
+                    people.append((_key(span), person))
             else:
                 bedrock.append(span.with_attributes(canonical))
         ready: list[_Call] = []
         with self._cond:
             self._add(received=len(spans) + rejected, rejected=rejected)
             self._add(skipped=skipped, failed=failed)
+            for key, person in people:
+                self._people[key] = person
+                self._people.move_to_end(key)
+            while len(self._people) > MAX_RECENT:
+                self._people.popitem(last=False)
             for group in _nested_groups(bedrock):
                 call = self._claim(group)
                 if call is not None:
@@ -269,6 +284,7 @@ class Intake:
                 existing.span = _merge(merged, existing.span)
             self._take_early(existing, keys)
         existing.keys.extend(key for key in keys if key not in existing.keys)
+        existing.parents.extend(key for key in parents if key not in existing.parents)
         self._remember(existing, keys, parents)
 
         return None
@@ -332,6 +348,15 @@ class Intake:
         if span is None:
             return
         try:
+            if attr.CONTEXT_DISTINCT_ID not in span.attributes:
+                with self._cond:
+                    person = next(
+                        (self._people[key] for key in call.parents if key in self._people), None
+                    )
+                if person is not None:
+                    span = span.with_attributes(
+                        {**span.attributes, attr.CONTEXT_DISTINCT_ID: person}
+                    )
             if self.capture:
                 span = span.with_attributes(self._with_content(span.attributes, content))
             events = self.exporter.events_for(span)

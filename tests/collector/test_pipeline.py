@@ -587,3 +587,46 @@ def test_nested_spans_naming_different_operations_are_one_call(
     [event] = delivered(intake, capture)
     assert event["properties"]["operation"] == "InvokeModelWithResponseStream"
     assert intake_counts(intake)["duplicates"] == 1
+
+
+def test_the_person_on_the_enclosing_span_names_the_call(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """A request span with ``user.id`` encloses a Bedrock span that names nobody: the event is
+    that user's, as in-process, whether the request span comes in the same export request or
+    a later one within the merge wait; a person on the Bedrock span itself wins."""
+    intake = make_intake(merge_wait=0.3)
+    server = span(0x51, {"http.route": "/recipe", "user.id": "alice@example.com"}, kind=2)
+    call = span(0x52, bedrock_attributes(**USAGE), parent=0x51)
+    later_call = span(0x62, bedrock_attributes(**USAGE), parent=0x61)
+    later_server = span(0x61, {"enduser.id": "bob@example.com"}, kind=2)
+    own = span(0x72, bedrock_attributes(**USAGE, **{"user.id": "carol"}), parent=0x71)
+    own_server = span(0x71, {"user.id": "dave"}, kind=2)
+
+    intake.accept_traces(traces(call, server, own, own_server))
+    intake.accept_traces(traces(later_call))
+    intake.accept_traces(traces(later_server, scope="opentelemetry.instrumentation.flask"))
+
+    assert eventually(lambda: intake_counts(intake)["converted"] == 3)
+    people = {
+        event["properties"]["span_id"]: event["distinct_id"] for event in delivered(intake, capture)
+    }
+    assert people == {
+        "0000000000000052": "alice@example.com",
+        "0000000000000062": "bob@example.com",
+        "0000000000000072": "carol",
+    }
+
+
+def test_an_enclosing_span_after_the_conversion_names_nobody(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """The enclosing span must come before the call is converted: later, the event is
+    already anonymous (a known limit)."""
+    intake = make_intake()
+
+    intake.accept_traces(traces(span(0x82, bedrock_attributes(**USAGE), parent=0x81)))
+    intake.accept_traces(traces(span(0x81, {"user.id": "erin"}, kind=2)))
+
+    [event] = delivered(intake, capture)
+    assert event["properties"]["$process_person_profile"] is False
