@@ -277,6 +277,8 @@ def test_sigterm_drains_spans_still_waiting(
     assert started_line["auth"] == "on"
     assert started_line["http_port"] == http_port
     assert started_line["spool"] == "off"
+    ready = next(line for line in lines if line["event"] == "posthog_delivery_ready")
+    assert ready["host"] == capture.url  # the library's own lines have fields too
     stopped = next(line for line in lines if line["event"] == "collector_stopped")
     assert (stopped["converted"], stopped["sent"], stopped["dropped"]) == (2, 2, 0)
     assert TOKEN not in stderr
