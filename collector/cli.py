@@ -118,7 +118,6 @@ def collector_command(
         from collector.server import Collector, serve
         from collector.settings import load_collector_settings, posthog_settings
         from otel_bedrock.errors import ConfigError
-        from otel_bedrock.exporter import project_key
     except ImportError as error:
         _fail(EXTRA_MISSING.format(name=error.name or error), 1)
 
@@ -138,7 +137,12 @@ def collector_command(
     try:
         settings = load_collector_settings(**flags)
         posthog = posthog_settings(settings)
-        project_key(posthog)
+        if posthog.posthog_api_key is None:
+            raise ConfigError(
+                "otel-bedrock collector configuration: POSTHOG_API_KEY is not set; give the "
+                "PostHog project API key (phc_...) in the environment, or as api_key in the "
+                "posthog block of the --config file"
+            )
     except ConfigError as error:
         _fail(str(error), 2)
 

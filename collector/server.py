@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import signal
 import threading
 import time
@@ -198,7 +199,15 @@ class Collector:
             )
             await runner.setup()
             site = web.TCPSite(runner, settings.host, settings.http_port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as error:
+                await runner.cleanup()
+                reason = os.strerror(error.errno) if error.errno else str(error)
+                raise OSError(
+                    f"cannot listen for OTLP/HTTP on {settings.host}:{settings.http_port} "
+                    f"(--http-port, OTEL_BEDROCK_COLLECTOR_HTTP_PORT): {reason}"
+                ) from error
             self._runner = runner
             self.http_port = settings.http_port
         if settings.grpc_port:
@@ -216,7 +225,10 @@ class Collector:
             except (OSError, RuntimeError) as error:
                 if self._runner is not None:
                     await self._runner.cleanup()
-                raise OSError(f"cannot listen for OTLP/gRPC on {address}") from error
+                raise OSError(
+                    f"cannot listen for OTLP/gRPC on {address} "
+                    "(--grpc-port, OTEL_BEDROCK_COLLECTOR_GRPC_PORT)"
+                ) from error
             await server.start()
             self._grpc = server
             self.grpc_port = settings.grpc_port

@@ -96,8 +96,9 @@ def test_without_the_collector_extra_one_clear_line() -> None:
         (
             [],
             {"POSTHOG_API_KEY": None},
-            "otel-bedrock configuration: POSTHOG_API_KEY is not set; give the PostHog project "
-            "API key (phc_...) in the environment or as api_key",
+            "otel-bedrock collector configuration: POSTHOG_API_KEY is not set; give the PostHog "
+            "project API key (phc_...) in the environment, or as api_key in the posthog block of "
+            "the --config file",
         ),
     ],
 )
@@ -145,4 +146,7 @@ def test_a_port_in_use_is_one_line() -> None:
     *logs, line = done.stderr.splitlines()
     assert all(json.loads(log)["level"] in ("info", "warning") for log in logs)
     assert line.startswith("otel-bedrock collector: ")
-    assert f"('127.0.0.1', {port}): address already in use" in line
+    assert line == (
+        f"otel-bedrock collector: cannot listen for OTLP/HTTP on 127.0.0.1:{port} "
+        "(--http-port, OTEL_BEDROCK_COLLECTOR_HTTP_PORT): Address already in use"
+    )

@@ -375,3 +375,18 @@ def test_large_llm_analytics_event_goes_whole_to_the_ai_endpoint(
     assert "content_truncated" not in properties
     paths = sorted(request.path.split("?")[0].rstrip("/") for request in posthog.requests)
     assert paths == ["/batch", "/i/v0/ai/batch"]
+
+
+def test_a_delivery_never_given_an_event_stops_delivered(
+    posthog: CaptureEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no budget and nothing sent, the stop line says delivered=True: nothing is owed."""
+    sender = delivery(posthog.url, None)
+
+    with caplog.at_level(logging.INFO, logger="otel_bedrock.delivery"):
+        sender.shutdown(0.0)
+
+    [line] = [
+        r.getMessage() for r in caplog.records if "posthog_delivery_stopped" in r.getMessage()
+    ]
+    assert line.startswith("posthog_delivery_stopped delivered=True ")
