@@ -764,6 +764,9 @@ class Engine:
             )
             return
         self._settle(outcome, leased)
+        if leased and not from_spool and outcome.retry:
+            # Written ahead while in flight: after the failure the spool is where they wait.
+            self.counters.add("spooled", len(outcome.retry))
 
     def _settle(self, outcome: BatchOutcome, leased: bool) -> None:
         """Count a batch's outcome and put its events where they belong.
@@ -852,6 +855,7 @@ class Engine:
                     exc_info=True,
                 )
             else:
+                self.counters.add("spooled", len(wires))
                 self._spool_due = True
                 return
         if self.closed:

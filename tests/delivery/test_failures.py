@@ -39,7 +39,8 @@ def _spooled(path: Path) -> set[str]:
 def test_memory_queue_moves_to_spool_during_outage(
     posthog: CaptureEmulator, spool_file: Path
 ) -> None:
-    """While PostHog fails, events queued behind the backoff reach the spool within moments."""
+    """While PostHog fails, events queued behind the backoff reach the spool within moments;
+    all 50 count as spooled: 30 after their failed attempt, 20 from the queue."""
     url = posthog.url
     posthog.stop()
     first, later = make_events(30), make_events(20)
@@ -52,7 +53,8 @@ def test_memory_queue_moves_to_spool_during_outage(
 
     assert eventually(lambda: Spool(spool_file).status().rows == 50, timeout=1.0)
     assert _spooled(spool_file) == {event.uuid for event in [*first, *later]}
-    assert sender.counters.spooled == 20
+    assert sender.counters.spooled == 50
+    assert sender.counters.retried == 30
     posthog.start()
     assert sender.flush(5)
     sender.shutdown()
