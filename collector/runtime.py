@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import re
 import sys
+from bisect import bisect_left
 from collections.abc import MutableMapping
 from typing import Any
-
-_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
 def configure_logging(log_format: str) -> None:
     """structlog JSON lines (or console lines) on stderr, for ours and the library's logs.
 
     Standard-library records (the delivery's, for one) go through the same renderer, so that
-    every line on stderr has one format, and their ``name key=value ...`` messages become the
-    event name and fields (see :func:`message_fields`).
+    every line on stderr has one format, and their ``name key=%s ...`` messages become the
+    event name and fields, built from the record's arguments (see :func:`message_fields`).
     """
     import structlog
 
@@ -44,6 +44,7 @@ def configure_logging(log_format: str) -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, message_fields],
+        pass_foreign_args=True,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
@@ -72,35 +73,146 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+# The pieces of a library message's format string (see message_fields).
+_NAME = r"[a-z][a-z0-9_]*"
+_PLACEHOLDER = r"%[#0 +\-]*\d*(?:\.\d+)?[hlL]?[diouxXeEfFgGcrsa]"
+_FORMAT = re.compile(rf"(?:%%|{_PLACEHOLDER}|[^%])*")  # no mapping keys, no ``*`` widths
+_ESCAPE_OR_ARGUMENT = re.compile(rf"%%|{_PLACEHOLDER}")
+_HEAD = re.compile(_NAME)
+_KEY = re.compile(rf" ({_NAME})=")
+# a value that starts with a placeholder: up to a space, or punctuation before one
+_PLACED = re.compile(rf"({_PLACEHOLDER})(?:%%|{_PLACEHOLDER}|[^\s%:;,.]|[:;,.](?=\S))*")
+# a value written out: up to the next field, punctuation before a space, or " ("
+_WRITTEN = re.compile(rf"(?=\S)(?:(?! {_NAME}=| \()(?:%%|{_PLACEHOLDER}|[^%:;,.]|[:;,.](?=\S)))+")
+# a bare %s in a field's place, whose argument may be key=value words
+_SPREAD = re.compile(r" %s(?=\s|\Z|[:;,.](?:\s|\Z))")
+_FIELD_WORDS = re.compile(rf"{_NAME}=\S+(?: {_NAME}=\S+)*")
+_INTEGER = re.compile(r"-?\d+")
+_HINT_LEAD = re.compile(r"[:;,.]?\s*")
+_JSON_TYPES = (str, int, float, bool, type(None))
+_RESERVED = frozenset({"exception", "exc_info", "stack_info", "positional_args"})
+"""Keys that the formatter's later steps read or write."""
+
+
 def message_fields(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """A structlog processor: ``posthog_delivery_ready host=https://... spool=off`` becomes the
-    event ``posthog_delivery_ready`` with the fields ``host`` and ``spool``.
+    """A structlog processor for standard-library records: the record
+    ``logger.info("posthog_delivery_ready host=%s spool=%s", host, None)`` becomes the event
+    ``posthog_delivery_ready`` with the fields ``host`` and ``spool`` (``null``).
 
-    The library logs through the standard library in that shape. A word without ``=`` belongs
-    to the value before it (an error message with spaces, say); a message that does not start
-    with a name and a field is left as it is, and so is a field that would replace one the
-    line already has.
+    Runs in the ``foreign_pre_chain`` of a ``ProcessorFormatter`` made with
+    ``pass_foreign_args=True``, on the thread that logged. The fields come from the format
+    string (``record.msg``) and its arguments, never from the formatted text, so a value keeps
+    its spaces and ``word=`` text, and ``%s`` of a str, int, float, bool or None keeps its JSON
+    type (anything else is ``str()``; ``%r`` is the repr, ``%d`` an int, ``%.2f`` a float).
+
+    The shape read: an event name, then space-separated ``key=value`` fields. A value is
+    either one placeholder with what is glued to it (``retry_in=%.2fs`` is the text
+    ``"0.50s"``), or written text, which runs to the next field, to ``:``, ``;``, ``,`` or
+    ``.`` before a space, or to `` (``. A bare ``%s`` whose argument is itself ``key=value``
+    words (the delivery counters) adds those words as fields, whole numbers as ints. What
+    follows the last field, its placeholders filled in, is the field ``hint``.
+
+    A record with no arguments, with a mapping of them, or whose message does not start with a
+    name and a field keeps its message as it is; so does one with a field that the line
+    already has (``level``, ``event``, ...) or that appears twice, so nothing is overwritten.
     """
-    message = event.get("event")
-    if not isinstance(message, str) or "=" not in message:
+    args = event.pop("positional_args", None)
+    record = event.get("_record")
+    if not (isinstance(record, logging.LogRecord) and isinstance(record.msg, str)):
         return event
-    name, _, rest = message.partition(" ")
-    if not _NAME.match(name):
+    if not (isinstance(args, tuple) and args):
         return event
-    fields: dict[str, str] = {}
-    last = None
-    for word in rest.split(" "):
-        key, equals, value = word.partition("=")
-        if equals and _NAME.match(key) and key not in fields and key not in event:
-            fields[key] = value
-            last = key
-        elif last is not None:
-            fields[last] += " " + word
-        else:
-            return event
+    parsed = _parse(_Format(record.msg, args))
+    if parsed is None:
+        return event
+    name, fields = parsed
+    if any(key in event or key in _RESERVED for key in fields):
+        return event
     event["event"] = name
     event.update(fields)
 
     return event
+
+
+class _Format:
+    """A ``%``-style format string and its arguments, filled in one stretch at a time."""
+
+    def __init__(self, msg: str, args: tuple[Any, ...]) -> None:
+        self.msg = msg
+        self.args = args
+        self.starts = [
+            found.start() for found in _ESCAPE_OR_ARGUMENT.finditer(msg) if found[0] != "%%"
+        ]
+
+    def text(self, start: int, end: int | None = None) -> str:
+        """``msg[start:end]`` with its placeholders filled in and ``%%`` made ``%``."""
+        first = bisect_left(self.starts, start)
+        last = bisect_left(self.starts, len(self.msg) if end is None else end)
+
+        return self.msg[start:end] % self.args[first:last]
+
+    def value(self, start: int, spec: str) -> Any:
+        """The argument of the placeholder ``spec`` at ``start``, as a JSON value."""
+        arg = self.args[bisect_left(self.starts, start)]
+        text = spec % (arg,)
+        conversion = spec[-1]
+        if spec == "%s" and type(arg) in _JSON_TYPES:
+            return arg if not isinstance(arg, float) or math.isfinite(arg) else text
+        if conversion in "diu":
+            return int(text)
+        if conversion in "eEfFgG" and math.isfinite(float(text)):
+            return float(text)
+
+        return text
+
+
+def _parse(message: _Format) -> tuple[str, dict[str, Any]] | None:
+    """The event name and fields of ``message``, or None when it is not in that shape."""
+    msg = message.msg
+    head = _HEAD.match(msg)
+    if head is None or not _FORMAT.fullmatch(msg) or len(message.starts) != len(message.args):
+        return None
+    fields: dict[str, Any] = {}
+    position = head.end()
+    while (step := _field(message, position)) is not None:
+        found, position = step
+        if fields.keys() & found.keys():
+            return None
+        fields.update(found)
+    lead = _HINT_LEAD.match(msg, position)
+    hint = message.text(position if lead is None else lead.end())
+    if not fields or (hint and "hint" in fields):
+        return None
+    if hint:
+        fields["hint"] = hint
+
+    return head[0], fields
+
+
+def _field(message: _Format, position: int) -> tuple[dict[str, Any], int] | None:
+    """The field (or counters) starting with the space at ``position``, and where it ends."""
+    msg = message.msg
+    key = _KEY.match(msg, position)
+    if key is not None:
+        start = key.end()
+        placed = _PLACED.match(msg, start)
+        if placed is not None:
+            whole = placed.end() == placed.end(1)
+            value = message.value(start, placed[1]) if whole else message.text(start, placed.end())
+            return {key[1]: value}, placed.end()
+        written = _WRITTEN.match(msg, start)
+        if written is None:
+            return None
+        return {key[1]: message.text(start, written.end())}, written.end()
+    spread = _SPREAD.match(msg, position)
+    if spread is None:
+        return None
+    words = message.value(position + 1, "%s")
+    if not (isinstance(words, str) and _FIELD_WORDS.fullmatch(words)):
+        return None
+    pairs = (word.split("=", 1) for word in words.split(" "))
+    found = {key: int(value) if _INTEGER.fullmatch(value) else value for key, value in pairs}
+
+    return found, spread.end()

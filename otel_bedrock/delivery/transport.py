@@ -229,7 +229,7 @@ class Transport:
             warn_once(
                 logger,
                 "posthog_event_truncated",
-                "posthog_event_truncated uuid=%s event=%s size=%s limit=%s",
+                "posthog_event_truncated uuid=%s event_name=%s size=%s limit=%s",
                 event.get("uuid"),
                 event.get("event"),
                 wire_size(event),
@@ -301,7 +301,7 @@ class Transport:
         warn_once(
             logger,
             "posthog_event_truncated_after_413",
-            "posthog_event_truncated uuid=%s event=%s size=%s after=413",
+            "posthog_event_truncated uuid=%s event_name=%s size=%s after=413",
             event.get("uuid"),
             event.get("event"),
             wire_size(event),
