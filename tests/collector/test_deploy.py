@@ -15,21 +15,26 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import opentelemetry.environment_variables
 import opentelemetry.sdk.environment_variables
 import pytest
 import requests
 import yaml
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector.dialects import canonical, dialect_of
-from collector.otlp import decode_traces
+from collector.otlp import decode_logs, decode_traces
 from collector.settings import CollectorSettings
 from collector.spans import ReceivedSpan, received_spans
+from otel_bedrock.attributes import IDENTITY_KEYS
 from otel_bedrock.config import Settings, load_settings
 from otel_bedrock.errors import ConfigError
 from otel_bedrock.testing import CaptureEmulator
 from otel_bedrock.testing._server import free_port
+from tests.collector import builders
+from tests.collector.test_pipeline import USAGE, delivered
 from tests.conftest import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -372,6 +377,18 @@ def test_sidecar_starts_first_and_listens_on_the_pods_loopback() -> None:
     assert env_values(app)["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
 
 
+def test_application_sends_no_metrics_and_speaks_the_protocol_of_its_port() -> None:
+    """The application exports no metrics (the collector answers /v1/metrics with 404), and
+    the OTLP protocol it is given is the one the sidecar serves on the port it targets."""
+    (app,) = pod_spec("Deployment", "bedrock-app")["containers"]
+    env = env_values(app)
+    assert env["OTEL_METRICS_EXPORTER"] == "none"
+    served = {port["containerPort"]: port["name"] for port in sidecar()["ports"]}
+    protocols = {"grpc": "otlp-grpc", "http/protobuf": "otlp-http", "http/json": "otlp-http"}
+    port = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"]).port
+    assert served[port] == protocols[env["OTEL_EXPORTER_OTLP_PROTOCOL"]] == "otlp-http"
+
+
 def probe_targets(container: dict[str, Any]) -> dict[str, tuple[int, str]]:
     """(port, path) that each probe of a container asks, from its HTTP probe or the URL in the
     Python code of its exec probe."""
@@ -639,6 +656,58 @@ def test_gateway_sends_the_token_the_replicas_require() -> None:
     assert refs[0] == refs[1]
 
 
+# --- the gateway's request sizes -------------------------------------------------------------
+
+
+def replica_request_limit() -> int:
+    """The largest request a replica accepts: its environment's limit, or the default."""
+    (container,) = pod_spec("StatefulSet", "otel-bedrock")["containers"]
+    given = env_values(container).get(env_name(CollectorSettings, "max_request_bytes"))
+    default: int = CollectorSettings.model_fields["max_request_bytes"].default
+
+    return int(given) if given is not None else default
+
+
+def largest_recorded_item() -> int:
+    """The serialized size in bytes of the largest recorded span or content log record."""
+    sizes = []
+    for path in RECORDED_SPANS.glob("*/*.traces.json"):
+        request = decode_traces(path.read_bytes(), "application/json")
+        for resource in request.resource_spans:
+            sizes += [s.ByteSize() for scope in resource.scope_spans for s in scope.spans]
+    for path in RECORDED_SPANS.glob("*/*.logs.json"):
+        logs = decode_logs(path.read_bytes(), "application/json")
+        for resource in logs.resource_logs:
+            sizes += [r.ByteSize() for scope in resource.scope_logs for r in scope.log_records]
+
+    return max(sizes)
+
+
+def test_gateway_requests_are_capped_at_half_the_replica_limit() -> None:
+    """The load balancer's queue cuts batches by serialized bytes, to at most half of what a
+    replica accepts, so that no request of spans or content records is refused as too large;
+    gzip goes on the wire, though it leaves the limit, counted decompressed, as it is."""
+    exporter = gateway_config()["exporters"]["loadbalancing"]
+    batch = exporter["sending_queue"]["batch"]
+    assert replica_request_limit() == 8 * 1024 * 1024
+    assert batch["sizer"] == "bytes"
+    assert batch["max_size"] == replica_request_limit() // 2 == 4_194_304
+    assert batch["min_size"] == 0
+    assert re.fullmatch(r"[1-9]\d*(ms|s)", batch["flush_timeout"])
+    assert exporter["protocol"]["otlp"]["compression"] == "gzip"
+
+
+def test_gateway_batches_of_recorded_calls_need_no_byte_split() -> None:
+    """A full batch of the batch processor, made of the largest recorded span or content
+    record, stays under the byte cap: only batches of longer conversations are split."""
+    config = gateway_config()
+    batch = config["processors"]["batch"]
+    cap = config["exporters"]["loadbalancing"]["sending_queue"]["batch"]["max_size"]
+    assert batch["send_batch_size"] <= batch["send_batch_max_size"] == 256
+    assert largest_recorded_item() == 9_957
+    assert batch["send_batch_max_size"] * largest_recorded_item() <= cap
+
+
 # --- the gateway's span filter ----------------------------------------------------------------
 
 
@@ -712,6 +781,50 @@ def test_gateway_filter_drops_other_spans() -> None:
     assert kept({"rpc.system": "aws-api", "rpc.service": "Bedrock Runtime"}, botocore)
     java = "io.opentelemetry.aws-sdk-2.2"
     assert kept({"rpc.system": "aws-api", "rpc.service": "bedrock-runtime"}, java)
+
+
+@pytest.mark.parametrize("key", IDENTITY_KEYS)
+def test_gateway_filter_keeps_spans_that_name_a_person(key: str) -> None:
+    """A span of any kind with one of the collector's identity attributes passes, so that a
+    Bedrock call that names nobody can take its person from the span that encloses it."""
+    flask = "opentelemetry.instrumentation.flask"
+    _, present = span_filter()
+    assert key in present
+    assert kept({"http.route": "/recipes", key: "alice@example.com"}, flask)
+    assert not kept({"http.route": "/recipes"}, flask)
+
+
+def through_gateway(request: ExportTraceServiceRequest) -> ExportTraceServiceRequest:
+    """The request without the spans that the gateway's filter drops."""
+    spans, _ = received_spans(request)
+    passing = {s.context.span_id for s in spans if kept(dict(s.attributes), s.scope)}
+    for resource in request.resource_spans:
+        for scope in resource.scope_spans:
+            taken = [s for s in scope.spans if int.from_bytes(s.span_id, "big") in passing]
+            del scope.spans[:]
+            scope.spans.extend(taken)
+
+    return request
+
+
+def test_call_behind_the_gateway_is_the_user_of_its_request_span(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """A web framework's request span with ``enduser.id`` and the Bedrock span it encloses,
+    which names nobody, both pass the gateway, and the replica makes the event that user's."""
+    intake = make_intake()
+    call = builders.span(0x52, builders.bedrock_attributes(**USAGE), parent=0x51)
+    person = {"http.route": "/recipes", "enduser.id": "alice@example.com"}
+    server = builders.span(0x51, person, kind=2, name="GET /recipes")
+    request = builders.traces(call)
+    flask = builders.traces(server, scope="opentelemetry.instrumentation.flask")
+    request.resource_spans.extend(flask.resource_spans)
+
+    intake.accept_traces(through_gateway(request))
+
+    [event] = delivered(intake, capture)
+    assert event["distinct_id"] == "alice@example.com"
+    assert event["properties"]["span_id"] == "0000000000000052"
 
 
 def test_deploy_readme_names_every_file() -> None:
