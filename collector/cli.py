@@ -23,6 +23,7 @@ from typing import NoReturn
 import click
 
 from collector.runtime import configure_logging, tune_gc
+from collector.settings import PREFIX
 
 EXTRA_MISSING = (
     "otel-bedrock collector needs the collector extra: pip install 'otel-bedrock[collector]' "
@@ -48,43 +49,71 @@ def _read_token(path: Path | None) -> str | None:
     return token
 
 
+def _env(text: str, field: str) -> str:
+    """A flag's help, naming the environment variable that sets it when the flag is not given."""
+    return f"{text}. Env: {PREFIX}{field.upper()}."
+
+
 @click.command(name="collector")
-@click.option("--host", help="Interface to listen on (default 127.0.0.1).")
-@click.option("--http-port", type=int, help="OTLP/HTTP port (default 4318; 0 turns it off).")
-@click.option("--grpc-port", type=int, help="OTLP/gRPC port (default 4317; 0 turns it off).")
+@click.option("--host", help=_env("Interface to listen on (default 127.0.0.1)", "host"))
+@click.option(
+    "--http-port", type=int, help=_env("OTLP/HTTP port (default 4318; 0 turns it off)", "http_port")
+)
+@click.option(
+    "--grpc-port", type=int, help=_env("OTLP/gRPC port (default 4317; 0 turns it off)", "grpc_port")
+)
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="File holding the bearer token clients must send "
-    "(or OTEL_BEDROCK_COLLECTOR_TOKEN); none by default.",
+    help="File holding the bearer token clients must send; none by default. Env: "
+    f"{PREFIX}TOKEN (the token itself).",
 )
 @click.option(
-    "--max-request-bytes", type=int, help="Largest request body, also decompressed (8 MiB)."
+    "--max-request-bytes",
+    type=int,
+    help=_env("Largest request body, also decompressed (8 MiB)", "max_request_bytes"),
 )
-@click.option("--rate-limit", type=float, help="Requests per second accepted (default: no limit).")
-@click.option("--burst", type=int, help="Requests accepted at once above the rate.")
+@click.option(
+    "--rate-limit",
+    type=float,
+    help=_env("Requests per second accepted (default: no limit)", "rate_limit"),
+)
+@click.option(
+    "--burst",
+    type=int,
+    help=_env("Requests accepted at once above the rate (with --rate-limit)", "burst"),
+)
 @click.option(
     "--content-wait",
     type=float,
-    help="Seconds a span waits for its content log records when capture is on (default 2).",
+    help=_env(
+        "Seconds a span waits for its content log records when capture is on (default 2)",
+        "content_wait",
+    ),
 )
 @click.option(
     "--merge-wait",
     type=float,
-    help="Seconds a span waits for a nested or enclosing span of the same call from another "
-    "instrumentation (default 1).",
+    help=_env(
+        "Seconds a span waits for a nested or enclosing span of the same call from another "
+        "instrumentation (default 1)",
+        "merge_wait",
+    ),
 )
 @click.option(
     "--config",
     "config_file",
     type=click.Path(path_type=Path),
-    help="otel-config.yaml with a posthog exporter block (or OTEL_CONFIG_FILE).",
+    help="otel-config.yaml with a posthog exporter block (env: OTEL_CONFIG_FILE).",
 )
 @click.option(
     "--delivery",
     type=click.Choice(["process", "thread"]),
-    help="Send to PostHog from a child process (default; a core each for receiving and "
-    "delivering) or from a thread of this one.",
+    help=_env(
+        "Send to PostHog from a child process (default; a core each for receiving and "
+        "delivering) or from a thread of this one",
+        "delivery",
+    ),
 )
 @click.option(
     "--log-format",
@@ -116,7 +145,7 @@ def collector_command(
         from collector.delivery import DeliveryProcess
         from collector.pipeline import BATCH_SIZE, Intake
         from collector.server import Collector, serve
-        from collector.settings import load_collector_settings, posthog_settings
+        from collector.settings import load_collector_settings, posthog_settings, spool_reserve
         from otel_bedrock.errors import ConfigError
     except ImportError as error:
         _fail(EXTRA_MISSING.format(name=error.name or error), 1)
@@ -137,6 +166,7 @@ def collector_command(
     try:
         settings = load_collector_settings(**flags)
         posthog = posthog_settings(settings)
+        reserve = spool_reserve(settings, posthog)  # and a spool path that cannot be written
         if posthog.posthog_api_key is None:
             raise ConfigError(
                 "otel-bedrock collector configuration: POSTHOG_API_KEY is not set; give the "
@@ -151,13 +181,18 @@ def collector_command(
     try:
         if settings.delivery == "process":
             process = DeliveryProcess(
-                posthog, batch_size=BATCH_SIZE, log_format=log_format, max_buffer=posthog.max_queue
+                posthog,
+                batch_size=BATCH_SIZE,
+                log_format=log_format,
+                max_buffer=posthog.max_queue,
+                spool_reserve_bytes=reserve,
             )
         intake = Intake(
             posthog,
             content_wait=settings.content_wait,
             merge_wait=settings.merge_wait,
             delivery=process,
+            spool_reserve_bytes=reserve,
         )
     except ConfigError as error:
         if process is not None:

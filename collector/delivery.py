@@ -127,6 +127,7 @@ class DeliveryProcess:
         log_format: How the child writes its log lines (``json`` or ``console``).
         max_buffer: Events held in this process, waiting for the child, before ``pressure``
             reports ``full`` (new requests are refused; events of accepted ones still queue).
+        spool_reserve_bytes: Passed to the child's ``PostHogDelivery``.
 
     Raises:
         ConfigError: when the child cannot open its spool.
@@ -140,9 +141,10 @@ class DeliveryProcess:
         batch_size: int = 100,
         log_format: str = "json",
         max_buffer: int = 10_000,
+        spool_reserve_bytes: int | None = None,
     ) -> None:
         self._settings = settings
-        self._batch_size = batch_size
+        self._options = {"batch_size": batch_size, "spool_reserve_bytes": spool_reserve_bytes}
         self._log_format = log_format
         self._max_buffer = max_buffer
         self._context = multiprocessing.get_context("spawn")
@@ -177,7 +179,7 @@ class DeliveryProcess:
         with self._cond:
             if self._closing:
                 self.counters.dropped(1)
-                warn_once(logger, "delivery_closed", "posthog_event_dropped reason=closed")
+                warn_once(logger, "delivery_closed", "posthog_event_dropped reason=%s", "closed")
                 return
             self._buffer.append(event)
             if len(self._buffer) == 1:
@@ -386,7 +388,7 @@ class DeliveryProcess:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
             target=_child,
-            args=(theirs, self._settings, self._batch_size, self._log_format),
+            args=(theirs, self._settings, self._options, self._log_format),
             name="otel-bedrock-delivery",
             daemon=False,
         )
@@ -422,7 +424,7 @@ class DeliveryProcess:
         return process, ours
 
 
-def _child(conn: Connection, settings: Settings, batch_size: int, log_format: str) -> None:
+def _child(conn: Connection, settings: Settings, options: dict[str, Any], log_format: str) -> None:
     """The child: a delivery fed from ``conn`` until ``shutdown`` or the end of input."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -431,7 +433,10 @@ def _child(conn: Connection, settings: Settings, batch_size: int, log_format: st
 
     configure_logging(log_format)
     try:
-        delivery = delivery_for(project_key(settings), settings, batch_size=batch_size)
+        delivery = delivery_for(project_key(settings), settings, **options)
+    except ConfigError as error:
+        conn.send(str(error))
+        return
     except sqlite3.Error as error:
         conn.send(
             f"otel-bedrock configuration: OTEL_BEDROCK_SPOOL_PATH={settings.spool!r}: the spool "
@@ -458,7 +463,7 @@ def _child(conn: Connection, settings: Settings, batch_size: int, log_format: st
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            logger.warning("delivery_process_orphaned draining=true")
+            logger.warning("delivery_process_orphaned draining=%s", True)
             delivery.shutdown()
             return
         answered += 1

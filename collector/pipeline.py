@@ -173,6 +173,8 @@ class Intake:
         merge_wait: Seconds a Bedrock span waits for a nested or enclosing span of the same
             call from another instrumentation; 0 converts at once.
         delivery: Where events go; by default a delivery built from ``settings``.
+        spool_reserve_bytes: For that default delivery: spool room kept for events on their
+            way (see ``PostHogDelivery``).
 
     Raises:
         ConfigError: when the settings give no project key and no delivery is passed.
@@ -185,13 +187,16 @@ class Intake:
         content_wait: float = 2.0,
         merge_wait: float = 1.0,
         delivery: Delivery | None = None,
+        spool_reserve_bytes: int | None = None,
     ) -> None:
         if content_wait < 0:
             raise ValueError(f"content_wait must not be negative, got {content_wait}")
         if merge_wait < 0:
             raise ValueError(f"merge_wait must not be negative, got {merge_wait}")
         self.exporter = PostHogSpanExporter(
-            settings=settings, delivery=delivery, delivery_options={"batch_size": BATCH_SIZE}
+            settings=settings,
+            delivery=delivery,
+            delivery_options={"batch_size": BATCH_SIZE, "spool_reserve_bytes": spool_reserve_bytes},
         )
         self.delivery = self.exporter.delivery
         self.capture = settings.content_capture

@@ -41,9 +41,13 @@ thread (``asyncio.to_thread``), so the loop keeps answering while spans are conv
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
+import ipaddress
+import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -53,6 +57,7 @@ from typing import Any, Protocol, Self
 import grpc  # type: ignore[import-untyped]
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -63,6 +68,7 @@ from collector import otlp
 from collector.metrics import CollectorMetrics
 from collector.refusals import RefusalLog, Refused, TokenBucket, retry_seconds
 from collector.settings import CollectorSettings
+from otel_bedrock._once import first_time
 
 logger = structlog.get_logger("collector")
 
@@ -184,9 +190,11 @@ class Collector:
         """Bind and start serving on the configured ports."""
         settings = self.settings
         if settings.http_port:
+            _quiet_unreadable_requests()
             app = web.Application(client_max_size=settings.max_request_bytes)
             app.router.add_post(TRACES.path, self._http_traces)
             app.router.add_post(LOGS.path, self._http_logs)
+            app.router.add_post("/v1/metrics", self._http_metrics)
             app.router.add_get("/healthz", self._healthz)
             app.router.add_get("/readyz", self._readyz)
             app.router.add_get("/metrics", self._metrics)
@@ -203,11 +211,8 @@ class Collector:
                 await site.start()
             except OSError as error:
                 await runner.cleanup()
-                reason = os.strerror(error.errno) if error.errno else str(error)
-                raise OSError(
-                    f"cannot listen for OTLP/HTTP on {settings.host}:{settings.http_port} "
-                    f"(--http-port, OTEL_BEDROCK_COLLECTOR_HTTP_PORT): {reason}"
-                ) from error
+                message = _cannot_listen("HTTP", settings.host, settings.http_port, error)
+                raise OSError(message) from error
             self._runner = runner
             self.http_port = settings.http_port
         if settings.grpc_port:
@@ -219,16 +224,17 @@ class Collector:
             )
             server.add_generic_rpc_handlers([self._grpc_handler(TRACES), self._grpc_handler(LOGS)])
             address = f"{_grpc_host(settings.host)}:{settings.grpc_port}"
+            # grpc gives no reason when it cannot bind: a plain socket finds it first.
+            problem = _bind_problem(settings.host, settings.grpc_port)
             try:
-                if server.add_insecure_port(address) == 0:
-                    raise OSError(f"cannot listen for OTLP/gRPC on {address}")
-            except (OSError, RuntimeError) as error:
+                if problem is None and server.add_insecure_port(address) == 0:
+                    problem = OSError(f"grpc could not bind {address}")
+            except RuntimeError as error:
+                problem = OSError(str(error))
+            if problem is not None:
                 if self._runner is not None:
                     await self._runner.cleanup()
-                raise OSError(
-                    f"cannot listen for OTLP/gRPC on {address} "
-                    "(--grpc-port, OTEL_BEDROCK_COLLECTOR_GRPC_PORT)"
-                ) from error
+                raise OSError(_cannot_listen("gRPC", settings.host, settings.grpc_port, problem))
             await server.start()
             self._grpc = server
             self.grpc_port = settings.grpc_port
@@ -289,6 +295,14 @@ class Collector:
         response.headers["Content-Type"] = content_type
 
         return response
+
+    async def _http_metrics(self, request: web.Request) -> web.Response:
+        # SDKs export metrics by default; say why they are not taken, in the answer they log.
+        return web.Response(
+            status=404,
+            text="this service takes OTLP traces and logs only; set OTEL_METRICS_EXPORTER=none "
+            "in the sender, or send metrics elsewhere\n",
+        )
 
     async def _http_traces(self, request: web.Request) -> web.Response:
         return await self._http_export(request, TRACES)
@@ -358,7 +372,12 @@ class Collector:
                 raise Refused(429, "over the request rate limit", wait)
         wait_for = self.intake.refusal()
         if wait_for is not None:
-            raise Refused(503, "PostHog is failing and the spool is full", wait_for)
+            raise Refused(
+                503,
+                "delivery to PostHog is behind and has no room for more events (the spool, "
+                "or without one the memory queue, is full)",
+                wait_for,
+            )
 
     async def _read_body(self, request: web.Request) -> bytes:
         """The body, or 408 when it has not all arrived within ``body_timeout`` seconds (a
@@ -463,6 +482,84 @@ def _reply_kind(content_type: str | None) -> str:
         return otlp.JSON
 
 
+UNREADABLE_HINTS = {
+    "http2": "an HTTP/2 client, most likely an OTLP/gRPC exporter, sent to the OTLP/HTTP "
+    "port; point gRPC exporters at the gRPC port (--grpc-port, 4317 by default), or set "
+    "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+    "other": "the request is not valid HTTP/1.1; it was answered 400",
+}
+
+
+class _UnreadableRequests(logging.Filter):
+    """aiohttp logs each request it cannot parse as an error with a traceback. This says it
+    once per kind in one line, with what to change, and leaves later ones out: the client has
+    its 400 either way."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError) or record.levelno < logging.WARNING:
+            return True
+        kind = "http2" if "PRI/Upgrade" in str(error) else "other"
+        if not first_time(f"otlp_http_unreadable:{kind}"):
+            return False
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        record.msg = "otlp_http_request_unreadable peer=%s error=%s: %s (later ones not logged)"
+        record.args = (peer, type(error).__name__, UNREADABLE_HINTS[kind])
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+
+        return True
+
+
+_UNREADABLE = _UnreadableRequests()
+
+
+def _quiet_unreadable_requests() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if _UNREADABLE not in server_log.filters:
+        server_log.addFilter(_UNREADABLE)
+
+
+def _bind_problem(host: str, port: int) -> OSError | None:
+    """Why ``host:port`` cannot be listened on, or None when a socket could bind it now."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as error:
+        return error
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind(address)
+        except OSError as error:
+            return error
+
+    return None
+
+
+def _cannot_listen(protocol: str, host: str, port: int, error: OSError) -> str:
+    """One line for a server that cannot listen, naming the settings that would fix it."""
+    flag = f"--{protocol.lower()}-port, OTEL_BEDROCK_COLLECTOR_{protocol.upper()}_PORT"
+    if isinstance(error, socket.gaierror):
+        reason, settings = f"no such host ({error.strerror})", "--host, OTEL_BEDROCK_COLLECTOR_HOST"
+    elif error.errno in (errno.EADDRINUSE, errno.EACCES):
+        reason, settings = os.strerror(error.errno), flag
+    elif error.errno:
+        reason, settings = os.strerror(error.errno), f"--host, OTEL_BEDROCK_COLLECTOR_HOST; {flag}"
+    else:
+        reason, settings = str(error), f"--host, OTEL_BEDROCK_COLLECTOR_HOST; {flag}"
+
+    return f"cannot listen for OTLP/{protocol} on {host}:{port} ({settings}): {reason}"
+
+
+def _loopback(host: str) -> bool:
+    """True when ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _grpc_host(host: str) -> str:
     """A host for a grpc address: IPv6 literals in brackets."""
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
@@ -508,6 +605,13 @@ async def serve(collector: Collector, **started: Any) -> None:
         burst=settings.rate_burst if settings.rate_limit else None,
         **started,
     )
+    if settings.token is None and not _loopback(settings.host):
+        logger.warning(
+            "collector_open_to_network",
+            host=settings.host,
+            hint="any client that reaches this host can send spans; set a bearer token with "
+            "--token-file or OTEL_BEDROCK_COLLECTOR_TOKEN, or listen on 127.0.0.1",
+        )
     try:
         await stop.wait()
     finally:

@@ -14,6 +14,9 @@ Everything here runs once, at start; a bad value raises
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,16 +85,32 @@ class CollectorSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> CollectorSettings:
+        http, grpc = _named("http_port"), _named("grpc_port")
         if self.http_port == 0 and self.grpc_port == 0:
+            raise ValueError(f"{http} and {grpc} are both 0: nothing would listen")
+        if self.http_port == self.grpc_port:
             raise ValueError(
-                f"{PREFIX}HTTP_PORT and {PREFIX}GRPC_PORT are both 0: nothing would listen"
+                f"{http} and {grpc} are both {self.http_port}: give each server its own port"
             )
         if self.token is not None and not self.token.get_secret_value().strip():
             raise ValueError(f"{PREFIX}TOKEN is blank")
+        if self.burst is not None and not self.rate_limit:
+            raise ValueError(
+                f"{_named('burst')}={self.burst} needs a rate: set {_named('rate_limit')} "
+                "too, or leave the burst out (there is no rate limit by default)"
+            )
         if self.config_file is not None and not self.config_file.is_file():
-            raise ValueError(f"{PREFIX}CONFIG_FILE / OTEL_CONFIG_FILE: no such file")
+            raise ValueError(
+                f"--config / OTEL_CONFIG_FILE: {self.config_file}: "
+                + ("is a folder, not a file" if self.config_file.is_dir() else "no such file")
+            )
 
         return self
+
+
+def _named(field: str) -> str:
+    """How a user sets ``field``: its flag and its environment variable."""
+    return f"--{field.replace('_', '-')} / {PREFIX}{field.upper()}"
 
 
 def load_collector_settings(**overrides: Any) -> CollectorSettings:
@@ -101,6 +120,12 @@ def load_collector_settings(**overrides: Any) -> CollectorSettings:
     Raises:
         ConfigError: naming the first bad setting and its value (the token is never shown).
     """
+    if os.environ.get(f"{PREFIX}TOKEN") == "" and overrides.get("token") is None:
+        # Set but empty (an empty secret, say): refuse rather than silently accept anyone.
+        raise ConfigError(
+            f"otel-bedrock collector configuration: {PREFIX}TOKEN is set but empty; give the "
+            "token, or unset the variable to accept requests without one"
+        )
     given = {key: value for key, value in overrides.items() if value is not None}
     by_alias = {_alias(key): value for key, value in given.items()}
     try:
@@ -157,10 +182,17 @@ def load_posthog_block(path: str | Path) -> dict[str, Any]:
     # Imported here: the loader pulls in jsonschema, which only this start-up step needs.
     from opentelemetry.configuration.file import ConfigurationError, load_config_file
 
+    loader_log = logging.getLogger("opentelemetry.configuration.file._loader")
+    # The loader logs each failure with its traceback, then raises; the ConfigError below
+    # says it in one line.
+    loader_log.disabled, was_disabled = True, loader_log.disabled
     try:
         config = load_config_file(path)
     except ConfigurationError as exc:
-        raise ConfigError(f"otel-bedrock collector configuration file {path}: {exc}") from None
+        problem = " ".join(str(exc).split())  # a YAML error spans several lines
+        raise ConfigError(f"otel-bedrock collector configuration file {path}: {problem}") from None
+    finally:
+        loader_log.disabled = was_disabled
     provider = config.tracer_provider
     for processor in provider.processors if provider is not None else ():
         for kind in (processor.batch, processor.simple):
@@ -190,3 +222,26 @@ def posthog_settings(collector: CollectorSettings) -> Settings:
         if collector.config_file is None:
             raise
         raise ConfigError(f"{exc} (in {collector.config_file})") from None
+
+
+def spool_reserve(collector: CollectorSettings, posthog: Settings) -> int | None:
+    """Spool room to keep free for events on their way: two whole requests, so that a
+    request accepted while the spool fills still fits. None without a spool.
+
+    Raises:
+        ConfigError: when the spool is too small to keep that room.
+    """
+    if posthog.spool_path is None:
+        return None
+    reserve = 2 * collector.max_request_bytes
+    if posthog.spool_max_mb * MIB < 2 * reserve:
+        raise ConfigError(
+            f"otel-bedrock collector configuration: OTEL_BEDROCK_SPOOL_MAX_MB="
+            f"{posthog.spool_max_mb:g} is too small for requests of up to "
+            f"{collector.max_request_bytes} bytes ({_named('max_request_bytes')}): the "
+            "collector keeps room in the spool for two whole requests, so that nothing it "
+            f"accepted is pushed out; give at least {math.ceil(2 * reserve / MIB)}, or a "
+            "smaller request limit"
+        )
+
+    return reserve

@@ -111,6 +111,9 @@ class PostHogDelivery:
         shutdown_timeout: Seconds ``shutdown`` tries to deliver before spooling the rest.
         spool_max_bytes: Size bound of the spool.
         spool_max_age_seconds: Age bound of the spool's rows.
+        spool_reserve_bytes: Room kept free in the spool for events already on their way:
+            ``pressure().full`` turns true when what the spool holds, with what memory holds,
+            comes this close to ``spool_max_bytes`` (by default a tenth of it).
         max_event_bytes: Serialised size above which content fields are truncated.
         lease_seconds: How long a claim on spooled rows lasts; by default 4 × timeout + 10 s.
         spool_poll_interval: Seconds between looks at the spool for rows of other processes.
@@ -136,6 +139,7 @@ class PostHogDelivery:
         shutdown_timeout: float = 5.0,
         spool_max_bytes: int = DEFAULT_MAX_BYTES,
         spool_max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+        spool_reserve_bytes: int | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         lease_seconds: float | None = None,
         spool_poll_interval: float = 5.0,
@@ -178,6 +182,7 @@ class PostHogDelivery:
             spool_poll_interval=spool_poll_interval,
             log_interval=log_interval,
             exit_timeout=shutdown_timeout,
+            spool_reserve=spool_reserve_bytes,
         )
         observe()
         logger.info("posthog_delivery_ready host=%s spool=%s", host, spool_path)

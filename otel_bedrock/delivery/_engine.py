@@ -56,7 +56,8 @@ _WRITER_JOIN = 2.0
 
 _Item = CaptureEvent | dict[str, Any]
 FULL_SPOOL_SHARE = 0.9
-"""Share of its size bound from which the spool counts as full (new events push out old)."""
+"""Share of its size bound from which the spool counts as full (new events push out old),
+unless a ``spool_reserve`` is given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +67,11 @@ class Pressure:
     Attributes:
         failing: The last attempt failed and PostHog has not answered well since.
         retry_in: Seconds until the next attempt (0 when one is due or under way).
-        full: Nowhere left to put new events without losing others: the spool is at
-            :data:`FULL_SPOOL_SHARE` of its size bound or the spool writer's backlog is full,
-            or, without a spool, the memory queue is full.
+        full: Nowhere left to put new events without losing others: what the spool holds,
+            with what memory holds that would go there if PostHog failed, comes within the
+            reserve (by default a tenth, see :data:`FULL_SPOOL_SHARE`) of the spool's size
+            bound, or the spool writer's backlog is full; without a spool, the memory queue
+            is full.
     """
 
     failing: bool
@@ -116,6 +119,7 @@ class Engine:
         spool_poll_interval: float,
         log_interval: float,
         exit_timeout: float = 5.0,
+        spool_reserve: int | None = None,
     ) -> None:
         self.transport = transport
         self.spool = spool
@@ -131,6 +135,12 @@ class Engine:
         self.spool_poll_interval = spool_poll_interval
         self.log_interval = log_interval
         self.exit_timeout = exit_timeout
+        self.spool_reserve = (
+            spool_reserve
+            if spool_reserve is not None or spool is None
+            else round((1 - FULL_SPOOL_SHARE) * spool.max_bytes)
+        )
+        """Bytes of the spool kept free for events already on their way (see ``pressure``)."""
         self.closed = False
         if spool is not None:
             spool.on_evict = functools.partial(counters.add, "evicted")
@@ -271,8 +281,12 @@ class Engine:
             if self.spool is None:
                 full = max(len(self._queue), len(self._retry)) >= self.max_queue
             else:
+                unwritten = len(self._queue) + len(self._retry) + self._backlog_count
+                if self._inflight_spool != "written":
+                    unwritten += len(self._inflight)
+                projected = self.spool.used_bytes + unwritten * self.spool.row_bytes
                 full = self._backlog_count >= self.max_backlog or (
-                    self.spool.used_bytes >= FULL_SPOOL_SHARE * self.spool.max_bytes
+                    projected + (self.spool_reserve or 0) >= self.spool.max_bytes
                 )
 
         return Pressure(failing=failing, retry_in=retry_in, full=full)

@@ -33,6 +33,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+ROW_BYTES_GUESS = 1024
+"""Bytes an event is taken to need in the spool until this process has stored one (a
+completion event without content is under 1 KB)."""
 DEFAULT_MAX_AGE_SECONDS = 72 * 3600.0
 BUSY_TIMEOUT = 10.0
 _EVICTION_LOG_INTERVAL = 60.0
@@ -129,6 +132,8 @@ class Spool:
         self.evicted = 0
         self.used_bytes = 0
         """Size of the stored events as of the last write or claim by this process."""
+        self._put_rows = 0
+        self._put_bytes = 0
         self.on_evict: Callable[[int], None] | None = None
         self._age_check_interval = min(_AGE_CHECK_INTERVAL, max_age_seconds / 10)
         self._next_age_check = float("-inf")
@@ -242,8 +247,16 @@ class Spool:
 
         added, evicted = self._write(insert, now, busy_timeout)
         self._note_evictions(evicted)
+        self._put_rows += len(rows)
+        self._put_bytes += sum(size for _, _, size, *_ in rows)
 
         return added, evicted
+
+    @property
+    def row_bytes(self) -> float:
+        """The mean size of the events this process has stored, or :data:`ROW_BYTES_GUESS`
+        before the first."""
+        return self._put_bytes / self._put_rows if self._put_rows else ROW_BYTES_GUESS
 
     def claim(self, limit: int, owner: str, lease_seconds: float) -> list[dict[str, Any]]:
         """Lease up to ``limit`` unclaimed rows, oldest first, and return their events."""

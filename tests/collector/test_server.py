@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.server import Collector, CollectorThread
 from collector.settings import load_collector_settings
+from otel_bedrock import _once
 from otel_bedrock.testing import CaptureEmulator
 from otel_bedrock.testing._server import free_port
 from tests.collector.builders import LLAMA, TRACE, bedrock_attributes, log, logs, span, traces
@@ -446,3 +449,44 @@ def test_refused_requests_are_logged_at_a_sane_rate(make_collector: Any) -> None
             "suppressed": 0,
         }
     ]
+
+
+def test_http2_on_the_http_port_is_one_line_naming_the_fix(
+    make_collector: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gRPC exporter pointed at the OTLP/HTTP port gets 400, and the log says once, in one
+    line without a traceback, which port or protocol setting to change."""
+    monkeypatch.setattr(_once, "_seen", set())
+    server = make_collector()
+    host, port = server.http_url.removeprefix("http://").split(":")
+
+    answers = []
+    with caplog.at_level(logging.WARNING, logger="aiohttp.server"):
+        for _ in range(3):
+            with socket.create_connection((host, int(port)), timeout=5) as connection:
+                connection.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00")
+                answers.append(connection.recv(64))
+
+    assert all(answer.startswith(b"HTTP/1.0 400 Bad Request") for answer in answers)
+    records = [record for record in caplog.records if record.name == "aiohttp.server"]
+    assert [(record.levelname, record.exc_info) for record in records] == [("WARNING", None)]
+    assert records[0].getMessage() == (
+        "otlp_http_request_unreadable peer=127.0.0.1 error=BadHttpMessage: an HTTP/2 client, "
+        "most likely an OTLP/gRPC exporter, sent to the OTLP/HTTP port; point gRPC exporters "
+        "at the gRPC port (--grpc-port, 4317 by default), or set "
+        "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (later ones not logged)"
+    )
+
+
+def test_metrics_are_refused_with_the_setting_that_stops_them(make_collector: Any) -> None:
+    """OTLP metrics, which SDKs send by default, get 404 with a body that says how to stop
+    them (exporters log that body)."""
+    server = make_collector()
+
+    response = post(server, b"", path="/v1/metrics")
+
+    assert response.status_code == 404
+    assert response.text == (
+        "this service takes OTLP traces and logs only; set OTEL_METRICS_EXPORTER=none in the "
+        "sender, or send metrics elsewhere\n"
+    )

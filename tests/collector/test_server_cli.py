@@ -94,6 +94,38 @@ def test_without_the_collector_extra_one_clear_line() -> None:
             "Input should be greater than or equal to 0",
         ),
         (
+            ["--burst", "5"],
+            {},
+            "otel-bedrock collector configuration: --burst / OTEL_BEDROCK_COLLECTOR_BURST=5 "
+            "needs a rate: set --rate-limit / OTEL_BEDROCK_COLLECTOR_RATE_LIMIT too, or leave "
+            "the burst out (there is no rate limit by default)",
+        ),
+        (
+            ["--http-port", "4400"],
+            {"OTEL_BEDROCK_COLLECTOR_GRPC_PORT": "4400"},
+            "otel-bedrock collector configuration: --http-port / "
+            "OTEL_BEDROCK_COLLECTOR_HTTP_PORT and --grpc-port / OTEL_BEDROCK_COLLECTOR_GRPC_PORT "
+            "are both 4400: give each server its own port",
+        ),
+        (
+            [],
+            {"OTEL_BEDROCK_COLLECTOR_TOKEN": ""},
+            "otel-bedrock collector configuration: OTEL_BEDROCK_COLLECTOR_TOKEN is set but "
+            "empty; give the token, or unset the variable to accept requests without one",
+        ),
+        (
+            ["--config", "/nonexistent/otel-config.yaml"],
+            {},
+            "otel-bedrock collector configuration: --config / OTEL_CONFIG_FILE: "
+            "/nonexistent/otel-config.yaml: no such file",
+        ),
+        (
+            [],
+            {"OTEL_BEDROCK_SPOOL_PATH": "/proc/nonexistent/spool.sqlite3"},
+            "OTEL_BEDROCK_SPOOL_PATH='/proc/nonexistent/spool.sqlite3': cannot create or write "
+            "the spool file there; give a writable path, or off to keep events in memory only",
+        ),
+        (
             [],
             {"POSTHOG_API_KEY": None},
             "otel-bedrock collector configuration: POSTHOG_API_KEY is not set; give the PostHog "
@@ -110,6 +142,44 @@ def test_configuration_mistakes_are_one_line_and_exit_2(
 
     assert result.exit_code == 2
     assert result.stderr == message + "\n"
+
+
+def test_a_spool_without_room_for_two_requests_is_a_configuration_mistake(
+    tmp_path: Path,
+) -> None:
+    """The collector keeps two requests' worth of the spool free; a spool smaller than twice
+    that is refused at start, naming both settings and the least size that works."""
+    env = {**CLEAN_ENV, "OTEL_BEDROCK_SPOOL_PATH": str(tmp_path / "spool.sqlite3")}
+
+    small = CliRunner().invoke(
+        collector_command, [], env={**env, "OTEL_BEDROCK_SPOOL_MAX_MB": "20"}
+    )
+
+    assert small.exit_code == 2
+    assert small.stderr == (
+        "otel-bedrock collector configuration: OTEL_BEDROCK_SPOOL_MAX_MB=20 is too small for "
+        "requests of up to 8388608 bytes (--max-request-bytes / "
+        "OTEL_BEDROCK_COLLECTOR_MAX_REQUEST_BYTES): the collector keeps room in the spool for "
+        "two whole requests, so that nothing it accepted is pushed out; give at least 32, or a "
+        "smaller request limit\n"
+    )
+
+
+def test_a_configuration_file_that_is_not_yaml_is_one_line(tmp_path: Path) -> None:
+    """A YAML syntax error is named in one line with the file, without the loader's
+    traceback."""
+    config = tmp_path / "otel-config.yaml"
+    config.write_text('file_format: "1.0"\ntracer_provider: [\n  oops')
+
+    env = {key: value for key, value in CLEAN_ENV.items() if value is not None}
+
+    done = python("-m", "collector", "--config", str(config), env=env)
+
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(
+        f"otel-bedrock collector configuration file {config}: Failed to parse YAML: "
+    )
 
 
 def test_unreadable_token_file_is_a_configuration_mistake(tmp_path: Path) -> None:
@@ -131,22 +201,37 @@ def test_unreadable_token_file_is_a_configuration_mistake(tmp_path: Path) -> Non
     assert blank.stderr == f"otel-bedrock collector configuration: --token-file {empty} is empty\n"
 
 
-def test_a_port_in_use_is_one_line() -> None:
-    """When the port is taken the collector says so in one line (after its JSON log lines)
-    and exits 1."""
+@pytest.mark.parametrize(("protocol", "other"), [("HTTP", "grpc"), ("gRPC", "http")])
+def test_a_port_in_use_is_one_line(protocol: str, other: str) -> None:
+    """When the port is taken the collector says so in one line (after its JSON log lines),
+    naming the setting, and exits 1."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         env = {key: value for key, value in CLEAN_ENV.items() if value is not None}
+        flag = f"--{protocol.lower()}-port"
 
-        done = python("-m", "collector", "--http-port", str(port), "--grpc-port", "0", env=env)
+        done = python("-m", "collector", flag, str(port), f"--{other}-port", "0", env=env)
 
     assert done.returncode == 1
     *logs, line = done.stderr.splitlines()
     assert all(json.loads(log)["level"] in ("info", "warning") for log in logs)
-    assert line.startswith("otel-bedrock collector: ")
     assert line == (
-        f"otel-bedrock collector: cannot listen for OTLP/HTTP on 127.0.0.1:{port} "
-        "(--http-port, OTEL_BEDROCK_COLLECTOR_HTTP_PORT): Address already in use"
+        f"otel-bedrock collector: cannot listen for OTLP/{protocol} on 127.0.0.1:{port} "
+        f"({flag}, OTEL_BEDROCK_COLLECTOR_{protocol.upper()}_PORT): Address already in use"
+    )
+
+
+def test_a_host_that_does_not_resolve_names_the_host_setting() -> None:
+    """A host name that does not resolve is blamed on --host, not on the port."""
+    env = {key: value for key, value in CLEAN_ENV.items() if value is not None}
+
+    done = python("-m", "collector", "--host", "no-such-host.invalid", env=env)
+
+    assert done.returncode == 1
+    line = done.stderr.splitlines()[-1]
+    assert line.startswith(
+        "otel-bedrock collector: cannot listen for OTLP/HTTP on no-such-host.invalid:4318 "
+        "(--host, OTEL_BEDROCK_COLLECTOR_HOST): no such host ("
     )

@@ -6,9 +6,11 @@ import time
 from pathlib import Path
 
 from otel_bedrock.delivery import Pressure
+from otel_bedrock.delivery.spool import Spool
+from otel_bedrock.events import CaptureEvent
 from otel_bedrock.testing import CaptureEmulator
 from tests.conftest import eventually
-from tests.delivery.helpers import delivery, make_event, make_events
+from tests.delivery.helpers import delivery, make_event, make_events, received
 
 
 def test_healthy_delivery_has_no_pressure(posthog: CaptureEmulator) -> None:
@@ -57,12 +59,50 @@ def test_with_spool_full_when_the_spool_reaches_its_bound(
     for event in make_events(60):  # about 15 kB of events: past the bound, oldest evicted
         sender.send(event)
     assert eventually(lambda: sender.pressure().full)
-    assert sender.counters.evicted > 0
+    assert eventually(lambda: sender.counters.evicted > 0)
 
     posthog.start()
     assert sender.flush(5)
     assert sender.pressure() == Pressure(failing=False, retry_in=0.0, full=False)
     sender.shutdown()
+
+
+def test_a_sender_that_heeds_full_never_has_events_pushed_out(
+    posthog: CaptureEmulator, spool_file: Path
+) -> None:
+    """During an outage, a sender that adds a burst of events whenever ``full`` is false
+    fills the spool to its reserve but never past its bound: ``full`` counts what memory and
+    the spool writer still hold, not only what is written."""
+    url = posthog.url
+    posthog.stop()
+    sender = delivery(
+        url,
+        spool_file,
+        max_queue=5,
+        spool_max_bytes=30_000,
+        spool_reserve_bytes=6_000,  # room for two bursts of ten events of ~250 bytes
+        base_backoff=30,
+    )
+    sent: list[CaptureEvent] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not sender.pressure().full:
+            burst = make_events(10)
+            for event in burst:
+                sender.send(event)
+            sent.extend(burst)
+        elif Spool(spool_file).status().rows == len(sent):
+            break  # all written, and still full: the spool is at its reserve
+        else:
+            time.sleep(0.01)
+
+    assert sender.pressure().full is True
+    assert len(sent) >= 60  # about 24 kB of the 30 kB
+    assert sender.counters.evicted == 0
+    posthog.start()
+    assert sender.flush(5)
+    sender.shutdown()
+    assert sorted(received(posthog)) == sorted(event.uuid for event in sent)
 
 
 def test_shutdown_keeps_to_the_budget_it_is_given(posthog: CaptureEmulator) -> None:
