@@ -203,6 +203,7 @@ class Intake:
         self.content_wait = content_wait
         self.merge_wait = merge_wait
         self._max_chars = settings.max_content_chars
+        self._identity_keys = settings.identity_keys
         self._cond = threading.Condition()
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._by_span: OrderedDict[_SpanKey, _Call] = OrderedDict()
@@ -232,7 +233,7 @@ class Intake:
                 continue
             if canonical is None:
                 skipped += 1
-                person = distinct_id_from_attributes(span.attributes)
+                person = distinct_id_from_attributes(span.attributes, self._identity_keys)
                 if person is not None:
                     people.append((_key(span), person))
             else:

@@ -471,7 +471,13 @@ class Collector:
         if scheme.lower() != "bearer":
             return False
 
-        return hmac.compare_digest(given.strip().encode(), self._token)
+        try:
+            # aiohttp keeps header bytes that are not UTF-8 as surrogates: give them back.
+            sent = given.strip().encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return False
+
+        return hmac.compare_digest(sent, self._token)
 
 
 def _reply_kind(content_type: str | None) -> str:

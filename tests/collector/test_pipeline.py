@@ -574,6 +574,19 @@ def test_identity_keys_name_the_person_in_the_collector(
     assert event["distinct_id"] == "t-9"
 
 
+def test_identity_keys_name_the_person_on_the_enclosing_span(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """A request span that names its user under a configured key names the call inside it."""
+    intake = make_intake(identity_keys="tenant.user")
+    server = span(0x2C5, {"http.route": "/recipe", "tenant.user": "t-7"}, kind=2)
+
+    intake.accept_traces(traces(server, span(0x2C6, bedrock_attributes(**USAGE), parent=0x2C5)))
+
+    [event] = delivered(intake, capture)
+    assert event["distinct_id"] == "t-7"
+
+
 def test_nested_spans_naming_different_operations_are_one_call(
     make_intake: Any, capture: CaptureEmulator
 ) -> None:

@@ -97,6 +97,24 @@ def test_http_requests_need_the_token(make_collector: Any, capture: CaptureEmula
     assert server.collector.intake.counts()["received"] == 1
 
 
+def test_a_token_that_is_not_ascii_is_401_not_500(make_collector: Any) -> None:
+    """A header with bytes outside ASCII (Latin-1 or invalid UTF-8) is a wrong token."""
+    server = make_collector(token=TOKEN)
+    host, port = server.http_url.removeprefix("http://").split(":")
+    answers = []
+    for token in (b"t\xf6k", "tök".encode(), b"\xff\xfe"):
+        with socket.create_connection((host, int(port)), timeout=5) as connection:
+            connection.sendall(
+                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf"
+                b"\r\nContent-Length: 0\r\nConnection: close\r\nAuthorization: Bearer "
+                + token
+                + b"\r\n\r\n"
+            )
+            answers.append(connection.recv(64).split(b"\r\n", 1)[0])
+
+    assert answers == [b"HTTP/1.1 401 Unauthorized"] * 3
+
+
 def test_health_readiness_and_metrics_need_no_token(make_collector: Any) -> None:
     """Probes and scrapers reach /healthz, /readyz and /metrics without the token."""
     server = make_collector(token=TOKEN)
