@@ -85,7 +85,7 @@ def _rpc_operation(span: ReceivedSpan) -> str | None:
         return None
     method = span.attributes.get(attr.RPC_METHOD)
 
-    return method if method in MODEL_OPERATIONS else None
+    return method if isinstance(method, str) and method in MODEL_OPERATIONS else None
 
 
 # gen_ai.operation.name -> the API family it implies before looking at the reply.

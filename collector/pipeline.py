@@ -102,6 +102,9 @@ _SpanKey = tuple[int, int]
 _Piece = tuple[int, int, Mapping[str, Any]]  # time, arrival order, canonical content attributes
 
 
+UNREADABLE = "whose attributes could not be read as a Bedrock call"
+
+
 @dataclass(frozen=True)
 class Accepted:
     """What an export request came to.
@@ -254,10 +257,16 @@ class Intake:
             ready.extend(self._overflow())
         for call in ready:
             self._convert(call)
-        if not rejected:
-            return Accepted()
+        problems = [
+            f"{count} span(s) {reason}"
+            for count, reason in (
+                (rejected, "with an invalid trace or span id"),
+                (failed, UNREADABLE),
+            )
+            if count
+        ]
 
-        return Accepted(rejected, f"{rejected} span(s) with an invalid trace or span id")
+        return Accepted(rejected + failed, "; ".join(problems))
 
     def _claim(self, group: list[ReceivedSpan]) -> _Call | None:
         """Register a group of nested spans as a new call, or fold it into a known one."""

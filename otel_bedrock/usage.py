@@ -58,7 +58,7 @@ def count(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value if value >= 0 else None
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():  # not "²" or "١٢"
         return int(value)
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -643,3 +644,106 @@ def test_an_enclosing_span_after_the_conversion_names_nobody(
 
     [event] = delivered(intake, capture)
     assert event["properties"]["$process_person_profile"] is False
+
+
+def _attribute_keys_read() -> list[str]:
+    """Every dotted attribute key written in the dialects and in our attribute names."""
+    root = Path(pipeline.__file__).resolve().parents[1]
+    sources = (root / "collector" / "dialects.py", root / "otel_bedrock" / "attributes.py")
+    found = set()
+    for source in sources:
+        found.update(re.findall(r'"([a-z_]+(?:\.[A-Za-z0-9_]+)+)"', source.read_text()))
+
+    return sorted(key for key in found if not key.endswith(".py"))
+
+
+# Values of every type OTLP can carry, and strings that look like counts or ids but are not.
+ODD_VALUES: tuple[Any, ...] = (
+    None,
+    -1,
+    2**63 - 1,
+    1.5,
+    float("nan"),
+    float("inf"),
+    True,
+    "",
+    "²",
+    "١٢",
+    "1e400",
+    "x" * 10_000,
+    b"\x00\xff",
+    (1, "a"),
+    (),
+    {"a": {"b": (1,)}},
+    {},
+    "null",
+    "{}",
+    '[{"role": 1}]',
+    "[" * 50,
+    "Converse",
+    "Bedrock Runtime",
+    "anthropic.claude-3-haiku-20240307-v1:0",
+    "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/x",
+)
+DIALECT_SCOPES = (
+    "opentelemetry.instrumentation.botocore.bedrock-runtime",
+    "opentelemetry.instrumentation.genai.bedrock",
+    "opentelemetry.instrumentation.bedrock",
+    "openinference.instrumentation.bedrock",
+    "@opentelemetry/instrumentation-aws-sdk",
+)
+
+
+def test_spans_with_odd_values_under_known_keys_all_become_events_or_are_skipped(
+    make_intake: Any, capture: CaptureEmulator
+) -> None:
+    """Bedrock spans of every dialect with odd values under the keys the dialects read: each
+    becomes an event or is skipped as not a Bedrock call; none fails, none is lost."""
+    keys = _attribute_keys_read()
+    chance = random.Random(11)
+    intake = make_intake()
+    requests = []
+    for number in range(400):
+        attributes: dict[str, Any] = {
+            **bedrock_attributes(chance.choice(("Converse", "InvokeModel", "ConverseStream"))),
+            "gen_ai.system": "aws.bedrock",
+            "gen_ai.operation.name": "chat",
+        }
+        for key in chance.sample(keys, 8):
+            attributes[key] = chance.choice(ODD_VALUES)
+        requests.append(
+            traces(span(0x7000 + number, attributes), scope=chance.choice(DIALECT_SCOPES))
+        )
+
+    answers = [intake.accept_traces(request) for request in requests]
+
+    counts = intake_counts(intake)
+    assert answers == [Accepted()] * 400
+    assert counts["failed"] == 0
+    assert counts["converted"] + counts["skipped"] == 400
+    assert counts["converted"] > 200
+    assert len(delivered(intake, capture)) == counts["converted"]
+
+
+def test_a_span_that_cannot_be_read_is_a_partial_success(
+    make_intake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A span whose reading fails is counted failed and reported back as rejected, so that
+    the sender's log says so; the other spans of the request are converted."""
+    real = pipeline.dialects.canonical
+
+    def fails_for_one(received: Any, **options: Any) -> Any:
+        if received.context.span_id == 0x7F01:
+            raise ValueError("unreadable")
+        return real(received, **options)
+
+    monkeypatch.setattr(pipeline.dialects, "canonical", fails_for_one)
+    intake = make_intake()
+
+    answer = intake.accept_traces(
+        traces(span(0x7F01, bedrock_attributes(**USAGE)), span(0x7F02, bedrock_attributes(**USAGE)))
+    )
+
+    assert answer == Accepted(1, "1 span(s) whose attributes could not be read as a Bedrock call")
+    assert intake_counts(intake)["failed"] == 1
+    assert intake_counts(intake)["converted"] == 1
