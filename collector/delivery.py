@@ -186,14 +186,15 @@ class DeliveryProcess:
                 self._cond.notify_all()
 
     def pressure(self) -> Pressure:
-        """The child's pressure, ``full`` also while this process holds ``max_buffer`` events
-        or the child is being started again."""
-        state = self._state
+        """The child's pressure, with the events this process holds for the child counted
+        against its ``room``; ``full`` also while this process holds ``max_buffer`` events or
+        the child is being started again."""
+        child = self._state.pressure
         waiting = len(self._buffer) + self._in_flight
-        if state.pressure.full or waiting >= self._max_buffer or not self._child_alive:
-            return Pressure(state.pressure.failing, state.pressure.retry_in, True)
+        room = None if child.room is None else max(0, child.room - waiting)
+        full = child.full or room == 0 or waiting >= self._max_buffer or not self._child_alive
 
-        return state.pressure
+        return Pressure(child.failing, child.retry_in, full, room)
 
     def backlog(self) -> tuple[int, int]:
         """Events waiting in this process, and events passed to the child that it has not yet

@@ -506,11 +506,14 @@ class Intake:
         """Seconds a client should wait before sending again, or None to accept.
 
         New data is refused while there is no room left for it (the spool, or without one the
-        memory queue, is full), whether PostHog is failing or only slower than the senders:
-        the senders keep their data and retry instead of the collector dropping it.
+        memory queue, is full, counting the calls that wait here to be converted), whether
+        PostHog is failing or only slower than the senders: the senders keep their data and
+        retry instead of the collector dropping it.
         """
         pressure = self.delivery.pressure()
-        if pressure.full:
+        with self._cond:
+            waiting = len(self._pending)  # calls that will each be an event soon
+        if pressure.full or (pressure.room is not None and waiting >= pressure.room):
             return max(1.0, pressure.retry_in)
 
         return None

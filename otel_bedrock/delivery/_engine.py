@@ -72,11 +72,15 @@ class Pressure:
             reserve (by default a tenth, see :data:`FULL_SPOOL_SHARE`) of the spool's size
             bound, or the spool writer's backlog is full; without a spool, the memory queue
             is full.
+        room: About how many more events fit before ``full``, by the mean size of those
+            stored so far; None when not known. A service that holds events of its own on
+            their way here (the collector) counts them against it.
     """
 
     failing: bool
     retry_in: float
     full: bool
+    room: int | None = None
 
 
 def retry_delay(
@@ -279,17 +283,18 @@ class Engine:
             failing = self._failures > 0
             retry_in = max(0.0, self._backoff_until - time.monotonic()) if failing else 0.0
             if self.spool is None:
-                full = max(len(self._queue), len(self._retry)) >= self.max_queue
+                room = self.max_queue - max(len(self._queue), len(self._retry))
+                full = room <= 0
             else:
                 unwritten = len(self._queue) + len(self._retry) + self._backlog_count
                 if self._inflight_spool != "written":
                     unwritten += len(self._inflight)
-                projected = self.spool.used_bytes + unwritten * self.spool.row_bytes
-                full = self._backlog_count >= self.max_backlog or (
-                    projected + (self.spool_reserve or 0) >= self.spool.max_bytes
-                )
+                row = self.spool.row_bytes
+                free = self.spool.max_bytes - (self.spool_reserve or 0) - self.spool.used_bytes
+                room = math.floor(free / row) - unwritten
+                full = self._backlog_count >= self.max_backlog or room <= 0
 
-        return Pressure(failing=failing, retry_in=retry_in, full=full)
+        return Pressure(failing=failing, retry_in=retry_in, full=full, room=max(0, room))
 
     # -- flush, shutdown and exit (any thread) ----------------------------------------------
 

@@ -179,6 +179,27 @@ def test_a_stalled_child_makes_the_parent_refuse(start: Start, capture: CaptureE
     assert eventually(lambda: process.pressure().full is False)
 
 
+def test_events_held_for_the_child_count_against_its_room(
+    start: Start, capture: CaptureEmulator
+) -> None:
+    """The room the child reports shrinks by the events this process holds for it."""
+    process = start()
+    process.send(event(0))
+    assert eventually(lambda: len(capture.events) == 1)
+    assert eventually(lambda: process.pressure().room == 10_000)  # the memory queue's bound
+
+    os.kill(child_of(process), signal.SIGSTOP)
+    try:
+        for number in range(1, 11):
+            process.send(event(number))
+        room = process.pressure().room
+    finally:
+        os.kill(child_of(process), signal.SIGCONT)
+
+    assert room == 10_000 - 10
+    assert eventually(lambda: len(capture.events) == 11)
+
+
 def test_a_child_that_dies_is_replaced_and_its_chunk_sent_again(
     start: Start, capture: CaptureEmulator
 ) -> None:

@@ -747,3 +747,19 @@ def test_a_span_that_cannot_be_read_is_a_partial_success(
     assert answer == Accepted(1, "1 span(s) whose attributes could not be read as a Bedrock call")
     assert intake_counts(intake)["failed"] == 1
     assert intake_counts(intake)["converted"] == 1
+
+
+def test_calls_waiting_to_be_converted_count_against_the_room_left(make_intake: Any) -> None:
+    """Calls held for the merge wait will each be an event: once they fill the room delivery
+    has left, new requests are refused, before delivery itself is full."""
+    intake = make_intake(merge_wait=30, delivery={"max_queue": 5})
+
+    for number in range(4):
+        intake.accept_traces(traces(span(0x7A00 + number, bedrock_attributes(**USAGE))))
+    four = intake.refusal()
+    intake.accept_traces(traces(span(0x7A10, bedrock_attributes(**USAGE))))
+
+    assert four is None
+    assert intake.delivery.pressure().full is False
+    assert intake.refusal() == 1.0
+    assert intake_counts(intake)["pending"] == 5

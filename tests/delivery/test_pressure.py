@@ -20,7 +20,7 @@ def test_healthy_delivery_has_no_pressure(posthog: CaptureEmulator) -> None:
         sender.send(event)
 
     assert sender.flush(5)
-    assert sender.pressure() == Pressure(failing=False, retry_in=0.0, full=False)
+    assert sender.pressure() == Pressure(failing=False, retry_in=0.0, full=False, room=10_000)
     sender.shutdown()
 
 
@@ -34,14 +34,14 @@ def test_without_spool_a_full_queue_during_an_outage_is_full(posthog: CaptureEmu
 
     waiting = sender.pressure()
     assert 20 <= waiting.retry_in <= 30
-    assert waiting.full is False
+    assert (waiting.full, waiting.room) == (False, 4)  # one event waits to be retried
     for number in range(1, 6):
         sender.send(make_event(number))
-    assert sender.pressure().full is True
+    assert (sender.pressure().full, sender.pressure().room) == (True, 0)
 
     posthog.start()
     assert sender.flush(5)
-    assert sender.pressure() == Pressure(failing=False, retry_in=0.0, full=False)
+    assert sender.pressure() == Pressure(failing=False, retry_in=0.0, full=False, room=5)
     sender.shutdown()
 
 
@@ -63,7 +63,9 @@ def test_with_spool_full_when_the_spool_reaches_its_bound(
 
     posthog.start()
     assert sender.flush(5)
-    assert sender.pressure() == Pressure(failing=False, retry_in=0.0, full=False)
+    after = sender.pressure()
+    assert (after.failing, after.retry_in, after.full) == (False, 0.0, False)
+    assert after.room is not None and after.room > 0
     sender.shutdown()
 
 
