@@ -76,6 +76,10 @@ MAX_RECENT = 65_536
 MAX_PENDING = 50_000
 """Bedrock spans waiting (for content or other spans) at most; past it the oldest is converted
 early."""
+MAX_NESTED = 8
+"""Spans of one call at most: instrumentations nest two or three for a call, so a deeper
+nest is not one call and is cut into calls of up to this many spans (which keeps spans
+nested thousands deep from costing time that grows with the square of the depth)."""
 MAX_EARLY_LOGS = 50_000
 """Spans whose content records arrived before them, remembered at most."""
 EARLY_CHARS = 64_000_000
@@ -283,15 +287,16 @@ class Intake:
             (self._by_span[key] for key in (*keys, *parents) if key in self._by_span), None
         )
         outer_of = next((self._by_parent[key] for key in keys if key in self._by_parent), None)
-        if known is None and outer_of is None:
+        existing = known if known is not None else outer_of
+        resent = existing is not None and any(key in existing.keys for key in keys)
+        if existing is not None and not resent and len(existing.keys) + len(keys) > MAX_NESTED:
+            existing = None  # too deep a nest to be one call: a call of its own
+        if existing is None:
             self._add(duplicates=len(group) - 1)
             call = _Call(merged, keys, parents)
             self._remember(call, keys, parents)
             return call
         self._add(duplicates=len(group))
-        existing = known if known is not None else outer_of
-        assert existing is not None
-        resent = any(key in existing.keys for key in keys)
         if existing.span is not None and not existing.done and not resent:
             if known is not None:  # the group is nested in the call's spans
                 existing.span = _merge(existing.span, merged)
@@ -587,15 +592,21 @@ def _nested_groups(spans: Sequence[ReceivedSpan]) -> list[list[ReceivedSpan]]:
     groups: dict[_SpanKey, list[ReceivedSpan]] = {}
     for key, span in by_key.items():
         groups.setdefault(find(key), []).append(span)
+    nested: list[list[ReceivedSpan]] = []
+    for group in groups.values():
+        if len(group) > MAX_NESTED:
+            nested.extend([span] for span in group)
+        else:
+            nested.append(sorted(group, key=lambda span: _depth(span, by_key)))
 
-    return [sorted(group, key=lambda span: _depth(span, by_key)) for group in groups.values()]
+    return nested
 
 
 def _depth(span: ReceivedSpan, by_key: Mapping[_SpanKey, ReceivedSpan]) -> int:
-    """How many Bedrock spans of the same request enclose this one."""
+    """How many Bedrock spans of the same request enclose this one (at most MAX_NESTED)."""
     depth = 0
     seen = {_key(span)}
-    while span.parent_span_id is not None:
+    while span.parent_span_id is not None and depth < MAX_NESTED:
         parent = by_key.get((span.context.trace_id, span.parent_span_id))
         if parent is None or _key(parent) in seen:
             break

@@ -763,3 +763,21 @@ def test_calls_waiting_to_be_converted_count_against_the_room_left(make_intake: 
     assert intake.delivery.pressure().full is False
     assert intake.refusal() == 1.0
     assert intake_counts(intake)["pending"] == 5
+
+
+def test_a_nest_thousands_deep_is_cut_into_calls(make_intake: Any) -> None:
+    """Bedrock spans each the parent of the next, 4,000 deep, are not one call: they are cut
+    into calls of MAX_NESTED spans, the rest counted as duplicates (so that no call gathers
+    thousands of spans, whose folding grew with the square of their number)."""
+    depth = 4_000
+    chain = [
+        span(0x9000 + number, bedrock_attributes(), parent=0x9000 + number - 1 if number else None)
+        for number in range(depth)
+    ]
+    intake = make_intake()
+
+    intake.accept_traces(traces(*chain))
+
+    counts = intake_counts(intake)
+    assert counts["converted"] == depth // pipeline.MAX_NESTED
+    assert counts["duplicates"] == depth - depth // pipeline.MAX_NESTED
