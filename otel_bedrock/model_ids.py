@@ -125,6 +125,11 @@ _NAMED_KINDS: Final = frozenset(
 )
 
 
+MAX_MODEL_ID_CHARS: Final = 2048
+"""Bedrock takes no longer ``modelId``; a longer string (from a span, say) is cut to this and
+read as an unknown model."""
+
+
 @functools.lru_cache(maxsize=1024)
 def parse_model_id(raw: str) -> ModelRef:
     """Parse a Bedrock model identifier; never raises.
@@ -137,6 +142,9 @@ def parse_model_id(raw: str) -> ModelRef:
         The parsed reference. A string that is no known form of identifier gives kind
         ``unknown`` with ``base_id`` set to the stripped string, or None when it is empty.
     """
+    if isinstance(raw, str) and len(raw) > MAX_MODEL_ID_CHARS:
+        clipped = raw[:MAX_MODEL_ID_CHARS]
+        return _unknown(clipped, clipped)
     try:
         return _parse(raw)
     except Exception:  # noqa: BLE001 - a parser on the request path must never raise

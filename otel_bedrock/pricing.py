@@ -63,6 +63,9 @@ _PRICEABLE_KINDS: Final = frozenset(
 _PER_MILLION: Final = 6
 _USD_PLACES: Final = Decimal("1e-12")
 _NEVER: Final = math.inf
+_LOGGED_ID_CHARS: Final = 200
+MAX_CACHED_PRICES: Final = 4096
+"""Models whose prices a price book remembers; the oldest looked up goes first."""
 
 
 class PriceTableError(ConfigError):
@@ -154,6 +157,7 @@ class PriceBook:
         if overrides_path is not None:
             self._user = load_price_table(overrides_path)
         self._cache: dict[_TableKey, tuple[Prices | None, float]] = {}
+        self._cache_lock = threading.Lock()
 
     def preload(self) -> None:
         """Load the genai-prices data now rather than on the first call to price (about a
@@ -180,7 +184,10 @@ class PriceBook:
         cached = self._cache.get(key)
         if cached is None or cached[1] <= time.time():
             cached = self._resolve(key)
-            self._cache[key] = cached
+            with self._cache_lock:
+                if len(self._cache) >= MAX_CACHED_PRICES:
+                    self._cache.pop(next(iter(self._cache)))  # the oldest looked up
+                self._cache[key] = cached
         if cached[0] is None:
             _warn_unpriced(model)
 
@@ -447,6 +454,9 @@ def _usd(micro_units: Decimal) -> float:
     return float(micro_units.scaleb(-_PER_MILLION).quantize(_USD_PLACES))
 
 
+MAX_WARNED_MODELS = 1024
+"""Unpriced model ids warned about once each; past that many, one more warning says so and
+the rest are not logged (a stream of made-up ids must not grow memory or the log)."""
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
@@ -457,10 +467,17 @@ def _warn_unpriced(model: ModelRef) -> None:
     if key in _warned:
         return
     with _warned_lock:
-        if key in _warned:
+        if key in _warned or len(_warned) > MAX_WARNED_MODELS:
             return
         _warned.add(key)
+        many = len(_warned) > MAX_WARNED_MODELS
+    if many:
+        logger.warning(
+            "model_unpriced_many count=%s: more unpriced model ids are not logged",
+            MAX_WARNED_MODELS,
+        )
+        return
     reason = "no price known; add it to a price table"
     if model.kind == ModelKind.APPLICATION_INFERENCE_PROFILE and model.base_id is None:
         reason = "application inference profile with no mapping to a model"
-    logger.warning("model_unpriced model_id=%s reason=%s", key, reason)
+    logger.warning("model_unpriced model_id=%s reason=%s", key[:_LOGGED_ID_CHARS], reason)

@@ -299,7 +299,7 @@ def test_percent_encoded_arn_is_decoded() -> None:
         (":", ":"),
         ("%zz%", "%zz%"),
         ("模型.名字", "模型.名字"),
-        ("a" * 5000, "a" * 5000),
+        ("a" * 2048, "a" * 2048),
     ],
 )
 def test_garbage_gives_unknown(raw: str, base_id: str | None) -> None:
@@ -313,6 +313,15 @@ def test_garbage_gives_unknown(raw: str, base_id: str | None) -> None:
         None,
         raw,
     )
+
+
+def test_an_id_longer_than_bedrock_takes_is_cut_and_unknown() -> None:
+    """Bedrock refuses a modelId over 2,048 characters; a longer one (from a span) is cut to
+    that length, so that it cannot make an event too large to send."""
+    ref = parse_model_id("anthropic.claude-3-haiku-20240307-v1:0" + "x" * 5000)
+
+    assert (ref.kind, len(ref.raw), ref.base_id) == (ModelKind.UNKNOWN, 2048, ref.raw)
+    assert ref.raw.startswith("anthropic.claude-3-haiku-20240307-v1:0xxx")
 
 
 def test_parse_is_cached() -> None:

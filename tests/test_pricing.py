@@ -481,3 +481,47 @@ def test_one_hour_cache_writes_have_their_own_price(book: PriceBook) -> None:
     # 100 x $3 + 600 x $3.75 + 400 x $6 per million input; 10 x $15 per million output.
     assert cost.input_usd == pytest.approx(0.0003 + 0.00225 + 0.0024, abs=1e-12)
     assert cost.output_usd == pytest.approx(0.00015, abs=1e-12)
+
+
+def test_unpriced_model_warnings_stop_after_their_bound(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each unknown model id is warned about once, up to a bound; then one line says the rest
+    go unlogged, and no more ids are remembered."""
+    monkeypatch.setattr(pricing, "_warned", set())
+    monkeypatch.setattr(pricing, "MAX_WARNED_MODELS", 3)
+    book = PriceBook()
+
+    with caplog.at_level(logging.WARNING, logger="otel_bedrock.pricing"):
+        for number in range(6):
+            book.prices_for(parse_model_id(f"made.up-model-{number}"))
+
+    assert [record.getMessage().split(" ")[0] for record in caplog.records] == [
+        "model_unpriced",
+        "model_unpriced",
+        "model_unpriced",
+        "model_unpriced_many",
+    ]
+    assert len(pricing._warned) == 4
+
+
+def test_a_price_book_remembers_a_bounded_number_of_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past its bound, the book forgets the model it looked up first, and still prices it."""
+    monkeypatch.setattr(pricing, "MAX_CACHED_PRICES", 2)
+    book = PriceBook()
+    models = [
+        parse_model_id(model_id)
+        for model_id in (
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            "meta.llama3-1-8b-instruct-v1:0",
+            "amazon.nova-micro-v1:0",
+        )
+    ]
+
+    prices = [book.prices_for(model) for model in models]
+
+    assert all(price is not None for price in prices)
+    assert [base for _, base in book._cache] == [model.base_id for model in models[1:]]
+    assert book.prices_for(models[0]) == prices[0]
