@@ -41,6 +41,7 @@ thread (``asyncio.to_thread``), so the loop keeps answering while spans are conv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hmac
 import ipaddress
@@ -50,7 +51,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
@@ -76,6 +77,12 @@ DEFAULT_REQUEST_GRACE = 10.0
 """Seconds requests under way at shutdown get to finish."""
 DEFAULT_BODY_TIMEOUT = 30.0
 """Seconds an OTLP/HTTP request body may take to arrive."""
+MAX_DECODING = 2
+"""Requests decoded and taken in at once, over both servers; the others wait their turn. A
+request of 8 MiB takes about a hundred MB while it is decoded, and with the GIL a third at
+once would not be faster."""
+DECODE_WAIT = 5.0
+"""Seconds a request waits for its turn before it is answered 503 (the sender retries)."""
 
 
 class Accepted(Protocol):
@@ -179,6 +186,7 @@ class Collector:
         self._stopping = False
         self._closed = False
         self._http_active = 0
+        self._decoding: asyncio.Semaphore | None = None  # made on the event loop, in start
         self._runner: web.AppRunner | None = None
         self._grpc: grpc.aio.Server | None = None
         self.http_port: int | None = None
@@ -189,6 +197,7 @@ class Collector:
     async def start(self) -> None:
         """Bind and start serving on the configured ports."""
         settings = self.settings
+        self._decoding = asyncio.Semaphore(MAX_DECODING)
         if settings.http_port:
             _quiet_unreadable_requests()
             app = web.Application(client_max_size=settings.max_request_bytes)
@@ -320,13 +329,14 @@ class Collector:
         try:
             self._check_http(request, content_type)
             body = await self._read_body(request)
-            accepted = await asyncio.to_thread(
-                self._decode_and_accept,
-                signal,
-                body,
-                kind,
-                request.headers.get("Content-Encoding"),
-            )
+            async with self._turn():
+                accepted = await asyncio.to_thread(
+                    self._decode_and_accept,
+                    signal,
+                    body,
+                    kind,
+                    request.headers.get("Content-Encoding"),
+                )
             response = web.Response(
                 body=signal.encode_response(kind, accepted.rejected, accepted.message),
                 headers={"Content-Type": kind},
@@ -437,7 +447,8 @@ class Collector:
             ):
                 raise Refused(401, "missing or wrong bearer token")
             self._check_admission()
-            accepted = await asyncio.to_thread(self._parse_and_accept, signal, body)
+            async with self._turn():
+                accepted = await asyncio.to_thread(self._parse_and_accept, signal, body)
             reply: bytes = signal.encode_response(
                 otlp.PROTOBUF, accepted.rejected, accepted.message
             )
@@ -463,6 +474,19 @@ class Collector:
         return signal.accept(self.intake, request)
 
     # -- shared ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """One of the MAX_DECODING places to decode a request, or 503 after DECODE_WAIT."""
+        assert self._decoding is not None
+        try:
+            await asyncio.wait_for(self._decoding.acquire(), DECODE_WAIT)
+        except TimeoutError:
+            raise Refused(503, "too many requests being decoded at once", 1.0) from None
+        try:
+            yield
+        finally:
+            self._decoding.release()
 
     def _authorized(self, header: str | None) -> bool:
         """True when ``header`` is ``Bearer <our token>`` (compared in constant time)."""

@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector import server as server_module
 from collector.server import Collector, CollectorThread
 from collector.settings import load_collector_settings
 from otel_bedrock import _once
@@ -490,3 +491,45 @@ def test_metrics_are_refused_with_the_setting_that_stops_them(make_collector: An
         "this service takes OTLP traces and logs only; set OTEL_METRICS_EXPORTER=none in the "
         "sender, or send metrics elsewhere\n"
     )
+
+
+class _HeldIntake:
+    """An intake whose ``accept_traces`` waits until released, to hold decoding places; the
+    rest is the real intake's."""
+
+    def __init__(self, intake: Any) -> None:
+        self._intake = intake
+        self.release = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+    def accept_traces(self, request: ExportTraceServiceRequest) -> Any:
+        self.entered.release()
+        self.release.wait(10)
+        return self._intake.accept_traces(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._intake, name)
+
+
+def test_requests_past_the_decoding_places_wait_then_get_503(
+    make_collector: Any, make_intake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most MAX_DECODING requests are decoded at once; one more waits DECODE_WAIT for its
+    turn and is then answered 503 with Retry-After, and the others complete."""
+    monkeypatch.setattr(server_module, "DECODE_WAIT", 0.3)
+    held = _HeldIntake(make_intake())
+    server = make_collector(intake=held)
+    body = one_call().SerializeToString()
+
+    with ThreadPoolExecutor(server_module.MAX_DECODING) as pool:
+        first = [pool.submit(post, server, body) for _ in range(server_module.MAX_DECODING)]
+        for _ in first:
+            assert held.entered.acquire(timeout=10)
+        late = post(server, body)
+        held.release.set()
+        answers = [future.result() for future in first]
+
+    assert late.status_code == 503
+    assert late.headers["Retry-After"] == "1"
+    assert status_of(late).message == "too many requests being decoded at once"
+    assert [answer.status_code for answer in answers] == [200] * server_module.MAX_DECODING
