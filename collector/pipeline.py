@@ -82,8 +82,9 @@ nest is not one call and is cut into calls of up to this many spans (which keeps
 nested thousands deep from costing time that grows with the square of the depth)."""
 MAX_EARLY_LOGS = 50_000
 """Spans whose content records arrived before them, remembered at most."""
-EARLY_CHARS = 64_000_000
-"""Characters of content held for spans not yet received, at most; the oldest go first."""
+EARLY_CHARS = 8_000_000
+"""Characters of content held for spans not yet received, at most; the oldest go first.
+Held as decoded records, a character takes about 17 bytes: this bounds them near 140 MB."""
 MAX_RECORDS_PER_SPAN = 256
 """Content records kept for one span."""
 EARLY_LOG_TTL = 30.0
