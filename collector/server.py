@@ -47,6 +47,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import resource
 import signal
 import socket
 import threading
@@ -77,6 +78,9 @@ DEFAULT_REQUEST_GRACE = 10.0
 """Seconds requests under way at shutdown get to finish."""
 DEFAULT_BODY_TIMEOUT = 30.0
 """Seconds an OTLP/HTTP request body may take to arrive."""
+IDLE_TIMEOUT = 15.0
+"""Seconds an OTLP/HTTP connection may stay idle, or take to send its request's headers,
+before it is closed (exporters reconnect when they next send)."""
 MAX_DECODING = 2
 """Requests decoded and taken in at once, over both servers; the others wait their turn. A
 request of 8 MiB takes about a hundred MB while it is decoded, and with the GIL a third at
@@ -210,6 +214,7 @@ class Collector:
             runner = web.AppRunner(
                 app,
                 access_log=None,
+                keepalive_timeout=IDLE_TIMEOUT,
                 shutdown_timeout=self.request_grace,
                 # Bodies stay as sent: collector.otlp decompresses them within the size limit.
                 auto_decompress=False,
@@ -622,6 +627,8 @@ async def serve(collector: Collector, **started: Any) -> None:
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, stop.set)
+    loop.set_exception_handler(_LoopProblems().handle)
+    _raise_open_files_limit()
     await collector.start()
     settings = collector.settings
     logger.info(
@@ -648,6 +655,40 @@ async def serve(collector: Collector, **started: Any) -> None:
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(number)
         await collector.stop()
+
+
+class _LoopProblems:
+    """The event loop's error handler: running out of file descriptors (too many open
+    connections) is one warning a minute, not one line per failed accept."""
+
+    def __init__(self) -> None:
+        self._next = 0.0
+
+    def handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != "socket.accept() out of system resource":
+            loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + 60
+            logger.warning(
+                "connections_exhausted",
+                error=str(context.get("exception")),
+                hint="no file descriptor left for a new connection; new connections wait "
+                "until others close (idle ones close after "
+                f"{IDLE_TIMEOUT:g} s); raise the open files limit (ulimit -n) or put the "
+                "collector behind a proxy that caps connections",
+            )
+
+
+def _raise_open_files_limit() -> None:
+    """Let this process open as many files (connections) as the system allows it."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError):  # a limit we may not change is kept
+        pass
 
 
 class CollectorThread:

@@ -533,3 +533,23 @@ def test_requests_past_the_decoding_places_wait_then_get_503(
     assert late.headers["Retry-After"] == "1"
     assert status_of(late).message == "too many requests being decoded at once"
     assert [answer.status_code for answer in answers] == [200] * server_module.MAX_DECODING
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed(
+    make_collector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that sends half a request and stalls loses its connection after the idle
+    timeout, so stalled connections cannot pile up; the server goes on answering."""
+    monkeypatch.setattr(server_module, "IDLE_TIMEOUT", 0.5)
+    server = make_collector()
+    host, port = server.http_url.removeprefix("http://").split(":")
+
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        closed = connection.recv(64)
+        waited = time.monotonic() - started
+
+    assert closed == b""
+    assert waited < 9  # closed by the server, not by this test's own 10 s timeout
+    assert requests.get(server.http_url + "/healthz", timeout=5).status_code == 200
