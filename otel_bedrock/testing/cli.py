@@ -21,14 +21,16 @@ from otel_bedrock.testing.capture import CaptureEmulator
 TEST_KEY = "phc_test"
 
 
-def environment(bedrock: BedrockEmulator, capture: CaptureEmulator) -> dict[str, str]:
+def environment(
+    bedrock: BedrockEmulator, capture: CaptureEmulator, api_key: str = TEST_KEY
+) -> dict[str, str]:
     """The variables that send boto3 and the exporter to the emulators (dummy credentials)."""
     return {
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock.endpoint_url,
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "POSTHOG_API_KEY": TEST_KEY,
+        "POSTHOG_API_KEY": api_key,
         "POSTHOG_HOST": capture.url,
         "OTEL_BEDROCK_SPOOL_PATH": "off",
     }
@@ -43,7 +45,13 @@ def environment(bedrock: BedrockEmulator, capture: CaptureEmulator) -> dict[str,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also append each accepted event to this file, one JSON line each.",
 )
-def emulators_command(bedrock_port: int, posthog_port: int, events_file: Path | None) -> None:
+@click.option(
+    "--api-key",
+    help="Accept only this project key (others get 401, as from PostHog); by default any phc_ key.",
+)
+def emulators_command(
+    bedrock_port: int, posthog_port: int, events_file: Path | None, api_key: str | None
+) -> None:
     """Run the Bedrock and PostHog capture emulators until interrupted (Ctrl-C).
 
     Run your program in another terminal with the variables printed first; every event
@@ -53,10 +61,14 @@ def emulators_command(bedrock_port: int, posthog_port: int, events_file: Path | 
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with (
         BedrockEmulator(port=bedrock_port) as bedrock,
-        CaptureEmulator(store_path=events_file, port=posthog_port) as capture,
+        CaptureEmulator(
+            store_path=events_file,
+            port=posthog_port,
+            accepted_keys=None if api_key is None else [api_key],
+        ) as capture,
     ):
         click.echo("# In the shell that runs your program:", err=True)
-        for name, value in environment(bedrock, capture).items():
+        for name, value in environment(bedrock, capture, api_key or TEST_KEY).items():
             click.echo(f"export {name}={value}", err=True)
         click.echo("# Events PostHog received, one JSON line each (Ctrl-C stops):", err=True)
         shown = 0

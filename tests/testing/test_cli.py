@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from tests.conftest import child_environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,3 +63,31 @@ def _run_beside(emulators: subprocess.Popen[str]) -> list[dict[str, Any]]:
     finally:
         emulators.terminate()
         emulators.wait(timeout=10)
+
+
+def test_api_key_makes_other_keys_get_401() -> None:
+    """With --api-key, the command prints that key, takes events sent with it, and answers
+    401 to any other key, as PostHog would."""
+    command = [str(BIN / "otel-bedrock"), "emulators", "--api-key", "phc_mine"]
+    with subprocess.Popen(
+        command, env=child_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as emulators:
+        try:
+            assert emulators.stderr is not None
+            exports = {}
+            while len(exports) < 7:
+                line = emulators.stderr.readline()
+                assert line, "the command stopped before printing its environment"
+                if line.startswith("export "):
+                    name, _, value = line.removeprefix("export ").strip().partition("=")
+                    exports[name] = value
+            batch = {"batch": [{"event": "e", "distinct_id": "u", "properties": {}}]}
+            url = exports["POSTHOG_HOST"] + "/batch/"
+            wrong = requests.post(url, json={"api_key": "phc_other", **batch}, timeout=5)
+            right = requests.post(url, json={"api_key": "phc_mine", **batch}, timeout=5)
+        finally:
+            emulators.terminate()
+            emulators.wait(timeout=10)
+
+    assert exports["POSTHOG_API_KEY"] == "phc_mine"
+    assert (wrong.status_code, right.status_code) == (401, 200)
