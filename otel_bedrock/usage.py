@@ -52,18 +52,24 @@ def _first(a: int | None, b: int | None) -> int | None:
     return a if a is not None else b
 
 
+MAX_TOKENS = 1_000_000_000
+"""More tokens than any model takes or gives in one call: a larger count is not a count."""
+
+
 def count(value: Any) -> int | None:
-    """Return ``value`` as a token count, or None when it is not a non-negative integer."""
+    """Return ``value`` as a token count, or None when it is not an integer from 0 to
+    :data:`MAX_TOKENS`."""
     if isinstance(value, bool):
         return None
+    number: int | None = None
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.isascii() and value.isdigit():  # not "²" or "١٢"
-        return int(value)
-    if isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value)
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 12:
+        number = int(value)  # not "²" or "١٢", and no 300-digit string
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
 
-    return None
+    return number if number is not None and 0 <= number <= MAX_TOKENS else None
 
 
 def from_headers(headers: Mapping[str, str]) -> Usage:
