@@ -166,7 +166,8 @@ def collector_command(
     try:
         settings = load_collector_settings(**flags)
         posthog = posthog_settings(settings)
-        reserve = spool_reserve(settings, posthog)  # and a spool path that cannot be written
+        # Also where a spool path that cannot be written is found (its property raises).
+        reserve = spool_reserve(settings, posthog)
         if posthog.posthog_api_key is None:
             raise ConfigError(
                 "otel-bedrock collector configuration: POSTHOG_API_KEY is not set; give the "

@@ -190,7 +190,8 @@ class DeliveryProcess:
         against its ``room``; ``full`` also while this process holds ``max_buffer`` events or
         the child is being started again."""
         child = self._state.pressure
-        waiting = len(self._buffer) + self._in_flight
+        with self._cond:
+            waiting = len(self._buffer) + self._in_flight
         room = None if child.room is None else max(0, child.room - waiting)
         full = child.full or room == 0 or waiting >= self._max_buffer or not self._child_alive
 
@@ -322,7 +323,9 @@ class DeliveryProcess:
             properties = json.loads(json.dumps(item[index], default=str))
         except (TypeError, ValueError):
             self.counters.dropped(1)
-            warn_once(logger, "delivery_unpicklable", "posthog_event_dropped reason=unserialisable")
+            warn_once(
+                logger, "delivery_unpicklable", "posthog_event_dropped reason=%s", "unserialisable"
+            )
             return None
 
         return (*item[:index], properties, *item[index + 1 :])

@@ -512,14 +512,16 @@ class Intake:
         """Seconds a client should wait before sending again, or None to accept.
 
         New data is refused while there is no room left for it (the spool, or without one the
-        memory queue, is full, counting the calls that wait here to be converted), whether
-        PostHog is failing or only slower than the senders: the senders keep their data and
-        retry instead of the collector dropping it.
+        memory queue, is full), whether PostHog is failing or only slower than the senders:
+        the senders keep their data and retry instead of the collector dropping it. While
+        PostHog fails, the calls waiting here to be converted count against that room too
+        (while it answers, delivery drains as they arrive).
         """
         pressure = self.delivery.pressure()
-        with self._cond:
-            waiting = len(self._pending)  # calls that will each be an event soon
-        if pressure.full or (pressure.room is not None and waiting >= pressure.room):
+        if pressure.full:
+            return max(1.0, pressure.retry_in)
+        waiting = len(self._pending)  # calls that will each be an event soon; no lock needed
+        if pressure.failing and pressure.room is not None and waiting >= pressure.room:
             return max(1.0, pressure.retry_in)
 
         return None
@@ -604,10 +606,10 @@ def _nested_groups(spans: Sequence[ReceivedSpan]) -> list[list[ReceivedSpan]]:
 
 
 def _depth(span: ReceivedSpan, by_key: Mapping[_SpanKey, ReceivedSpan]) -> int:
-    """How many Bedrock spans of the same request enclose this one (at most MAX_NESTED)."""
+    """How many Bedrock spans of the same request enclose this one."""
     depth = 0
     seen = {_key(span)}
-    while span.parent_span_id is not None and depth < MAX_NESTED:
+    while span.parent_span_id is not None:
         parent = by_key.get((span.context.trace_id, span.parent_span_id))
         if parent is None or _key(parent) in seen:
             break

@@ -1,19 +1,25 @@
-"""How each process of the collector logs and collects garbage, set once at its start.
+"""How each process of the collector logs, collects garbage and uses file descriptors, set
+once at its start.
 
-Imports nothing beyond the standard library until called, so that the command line can load it
-without the collector extra.
+Imports nothing beyond the standard library (and otel_bedrock's own) until called, so that
+the command line can load it without the collector extra.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import math
 import re
+import resource
 import sys
+import time
 from bisect import bisect_left
 from collections.abc import MutableMapping
 from typing import Any
+
+from otel_bedrock._once import first_time
 
 
 def configure_logging(log_format: str) -> None:
@@ -58,6 +64,84 @@ def configure_logging(log_format: str) -> None:
     root.setLevel(logging.WARNING)
     for name in ("collector", "otel_bedrock"):
         logging.getLogger(name).setLevel(logging.INFO)
+
+
+UNREADABLE_HINTS = {
+    "http2": "an HTTP/2 client, most likely an OTLP/gRPC exporter, sent to the OTLP/HTTP "
+    "port; point gRPC exporters at the gRPC port (--grpc-port, 4317 by default), or set "
+    "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+    "other": "the request is not valid HTTP/1.1; it was answered 400",
+}
+
+
+class _UnreadableRequests(logging.Filter):
+    """aiohttp logs each request it cannot parse as an error with a traceback. This says it
+    once per kind in one line, with what to change, and leaves later ones out: the client has
+    its 400 either way."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError) or record.levelno < logging.WARNING:
+            return True
+        kind = "http2" if "PRI/Upgrade" in str(error) else "other"
+        if not first_time(f"otlp_http_unreadable:{kind}"):
+            return False
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        record.msg = "otlp_http_request_unreadable peer=%s error=%s: %s (later ones not logged)"
+        record.args = (peer, type(error).__name__, UNREADABLE_HINTS[kind])
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+
+        return True
+
+
+_UNREADABLE = _UnreadableRequests()
+
+
+def quiet_unreadable_requests() -> None:
+    """Have aiohttp's server log say an unreadable request in one line (see below)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if _UNREADABLE not in server_log.filters:
+        server_log.addFilter(_UNREADABLE)
+
+
+class LoopProblems:
+    """The event loop's error handler: running out of file descriptors (too many open
+    connections) is one warning a minute, not one line per failed accept."""
+
+    def __init__(self, idle_timeout: float) -> None:
+        self._idle_timeout = idle_timeout
+        self._next = 0.0
+
+    def handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != "socket.accept() out of system resource":
+            loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + 60
+            import structlog
+
+            structlog.get_logger("collector").warning(
+                "connections_exhausted",
+                error=str(context.get("exception")),
+                hint="no file descriptor left for a new connection; new connections wait "
+                "until others close (idle ones close after "
+                f"{self._idle_timeout:g} s); raise the open files limit (ulimit -n) or put the "
+                "collector behind a proxy that caps connections",
+            )
+
+
+def raise_open_files_limit() -> None:
+    """Let this process open as many files (connections) as the system allows it."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError):  # a limit we may not change is kept
+        pass
 
 
 GC_THRESHOLDS = (50_000, 20, 10)

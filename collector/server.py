@@ -6,8 +6,10 @@ OTLP/HTTP (aiohttp):
   answered in the request's format with an ``Export*ServiceResponse`` (``partial_success``
   when spans or records were refused), or an error status with a ``google.rpc.Status`` body.
 - ``GET /healthz``: 200 while the process serves; ``GET /readyz``: 200 while new data is
-  welcome, 503 while delivery is failing with no room left, or once shutdown began;
+  welcome, 503 while delivery has no room left, or once shutdown began;
   ``GET /metrics``: Prometheus text (see :mod:`collector.metrics`). These three need no token.
+- ``POST /v1/metrics``: 404, with a body saying to turn the sender's metrics exporter off.
+- A connection idle for ``IDLE_TIMEOUT`` seconds, or as long in sending its headers, is closed.
 
 OTLP/gRPC (grpc.aio): ``opentelemetry.proto.collector.trace.v1.TraceService/Export`` and
 ``...logs.v1.LogsService/Export``. Their bodies are read here rather than by grpc, so that a
@@ -27,6 +29,7 @@ body over ``max_request_bytes`` 413 (not retried)           ``RESOURCE_EXHAUSTED
 body not in within 30 s         408                         (grpc's own deadlines)
 over the rate limit             429 + ``Retry-After``       ``RESOURCE_EXHAUSTED`` + RetryInfo
 delivery has no room            503 + ``Retry-After``       ``UNAVAILABLE`` + RetryInfo
+no decoding place in 5 s        503 + ``Retry-After``       ``UNAVAILABLE`` + RetryInfo
 shutting down                   503 + ``Retry-After``       ``UNAVAILABLE`` + RetryInfo
 ==============================  ==========================  ===================================
 
@@ -34,32 +37,29 @@ RetryInfo travels in ``grpc-status-details-bin`` (a ``google.rpc.Status``, as gr
 status does it) and in ``google.rpc.retryinfo-bin`` (where the Python exporter looks); see
 :mod:`collector.refusals`.
 
-Export requests are decoded and handed to :class:`~collector.pipeline.Intake` on a worker
-thread (``asyncio.to_thread``), so the loop keeps answering while spans are converted.
+Export requests are decoded and handed to :class:`~collector.pipeline.Intake` on one of
+``MAX_DECODING`` worker threads, so the loop keeps answering while spans are converted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hmac
 import ipaddress
-import logging
 import os
-import resource
 import signal
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
 import grpc  # type: ignore[import-untyped]
 import structlog
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -69,8 +69,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector import otlp
 from collector.metrics import CollectorMetrics
 from collector.refusals import RefusalLog, Refused, TokenBucket, retry_seconds
+from collector.runtime import LoopProblems, quiet_unreadable_requests, raise_open_files_limit
 from collector.settings import CollectorSettings
-from otel_bedrock._once import first_time
 
 logger = structlog.get_logger("collector")
 
@@ -191,6 +191,7 @@ class Collector:
         self._closed = False
         self._http_active = 0
         self._decoding: asyncio.Semaphore | None = None  # made on the event loop, in start
+        self._executor = ThreadPoolExecutor(MAX_DECODING, thread_name_prefix="otlp-decode")
         self._runner: web.AppRunner | None = None
         self._grpc: grpc.aio.Server | None = None
         self.http_port: int | None = None
@@ -203,7 +204,7 @@ class Collector:
         settings = self.settings
         self._decoding = asyncio.Semaphore(MAX_DECODING)
         if settings.http_port:
-            _quiet_unreadable_requests()
+            quiet_unreadable_requests()
             app = web.Application(client_max_size=settings.max_request_bytes)
             app.router.add_post(TRACES.path, self._http_traces)
             app.router.add_post(LOGS.path, self._http_logs)
@@ -238,7 +239,8 @@ class Collector:
             )
             server.add_generic_rpc_handlers([self._grpc_handler(TRACES), self._grpc_handler(LOGS)])
             address = f"{_grpc_host(settings.host)}:{settings.grpc_port}"
-            # grpc gives no reason when it cannot bind: a plain socket finds it first.
+            # grpc gives no reason when it cannot bind (and logs a line of its own): a plain
+            # socket finds the reason first.
             problem = _bind_problem(settings.host, settings.grpc_port)
             try:
                 if problem is None and server.add_insecure_port(address) == 0:
@@ -271,6 +273,8 @@ class Collector:
             steps.append(self._stop_http(self._runner))
         await asyncio.gather(*steps)
         self._closed = True
+        # A decode whose request was cancelled may still be handing its spans to the intake.
+        await asyncio.to_thread(self._executor.shutdown, True)
         await asyncio.to_thread(self.intake.shutdown, self.shutdown_timeout)
         logger.info("collector_stopped", **self.intake.counts())
 
@@ -299,7 +303,7 @@ class Collector:
     async def _readyz(self, request: web.Request) -> web.Response:
         if self.is_ready():
             return web.Response(text="ready\n")
-        reason = "stopping" if self._stopping else "delivery failing and no room left"
+        reason = "stopping" if self._stopping else "delivery has no room left"
 
         return web.Response(status=503, text=f"not ready: {reason}\n")
 
@@ -334,14 +338,13 @@ class Collector:
         try:
             self._check_http(request, content_type)
             body = await self._read_body(request)
-            async with self._turn():
-                accepted = await asyncio.to_thread(
-                    self._decode_and_accept,
-                    signal,
-                    body,
-                    kind,
-                    request.headers.get("Content-Encoding"),
-                )
+            accepted = await self._in_turn(
+                self._decode_and_accept,
+                signal,
+                body,
+                kind,
+                request.headers.get("Content-Encoding"),
+            )
             response = web.Response(
                 body=signal.encode_response(kind, accepted.rejected, accepted.message),
                 headers={"Content-Type": kind},
@@ -385,6 +388,10 @@ class Collector:
             wait = self._bucket.take()
             if wait:
                 raise Refused(429, "over the request rate limit", wait)
+        self._check_room()
+
+    def _check_room(self) -> None:
+        """Refuse when the intake has no room for more."""
         wait_for = self.intake.refusal()
         if wait_for is not None:
             raise Refused(
@@ -452,8 +459,7 @@ class Collector:
             ):
                 raise Refused(401, "missing or wrong bearer token")
             self._check_admission()
-            async with self._turn():
-                accepted = await asyncio.to_thread(self._parse_and_accept, signal, body)
+            accepted = await self._in_turn(self._parse_and_accept, signal, body)
             reply: bytes = signal.encode_response(
                 otlp.PROTOBUF, accepted.rejected, accepted.message
             )
@@ -480,18 +486,30 @@ class Collector:
 
     # -- shared ------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
-        """One of the MAX_DECODING places to decode a request, or 503 after DECODE_WAIT."""
+    async def _in_turn(self, work: Callable[..., Accepted], *args: Any) -> Accepted:
+        """Run ``work`` on a worker thread in one of the MAX_DECODING places, once the intake
+        still has room; 503 after DECODE_WAIT without a place.
+
+        Room is checked again once the place is had: requests that waited were admitted
+        before those ahead of them took theirs. The place is given back when the thread is
+        done, even when the request was cancelled meanwhile (the thread cannot be).
+        """
         assert self._decoding is not None
+        decoding = self._decoding
         try:
-            await asyncio.wait_for(self._decoding.acquire(), DECODE_WAIT)
+            await asyncio.wait_for(decoding.acquire(), DECODE_WAIT)
         except TimeoutError:
             raise Refused(503, "too many requests being decoded at once", 1.0) from None
         try:
-            yield
-        finally:
-            self._decoding.release()
+            self._check_room()
+        except Refused:
+            decoding.release()
+            raise
+        loop = asyncio.get_running_loop()
+        done = self._executor.submit(work, *args)
+        done.add_done_callback(lambda _: loop.call_soon_threadsafe(decoding.release))
+
+        return await asyncio.wrap_future(done)
 
     def _authorized(self, header: str | None) -> bool:
         """True when ``header`` is ``Bearer <our token>`` (compared in constant time)."""
@@ -517,59 +535,27 @@ def _reply_kind(content_type: str | None) -> str:
         return otlp.JSON
 
 
-UNREADABLE_HINTS = {
-    "http2": "an HTTP/2 client, most likely an OTLP/gRPC exporter, sent to the OTLP/HTTP "
-    "port; point gRPC exporters at the gRPC port (--grpc-port, 4317 by default), or set "
-    "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
-    "other": "the request is not valid HTTP/1.1; it was answered 400",
-}
-
-
-class _UnreadableRequests(logging.Filter):
-    """aiohttp logs each request it cannot parse as an error with a traceback. This says it
-    once per kind in one line, with what to change, and leaves later ones out: the client has
-    its 400 either way."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if not isinstance(error, HttpProcessingError) or record.levelno < logging.WARNING:
-            return True
-        kind = "http2" if "PRI/Upgrade" in str(error) else "other"
-        if not first_time(f"otlp_http_unreadable:{kind}"):
-            return False
-        peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
-        record.msg = "otlp_http_request_unreadable peer=%s error=%s: %s (later ones not logged)"
-        record.args = (peer, type(error).__name__, UNREADABLE_HINTS[kind])
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
-        record.exc_info, record.exc_text = None, None
-
-        return True
-
-
-_UNREADABLE = _UnreadableRequests()
-
-
-def _quiet_unreadable_requests() -> None:
-    server_log = logging.getLogger("aiohttp.server")
-    if _UNREADABLE not in server_log.filters:
-        server_log.addFilter(_UNREADABLE)
-
-
 def _bind_problem(host: str, port: int) -> OSError | None:
-    """Why ``host:port`` cannot be listened on, or None when a socket could bind it now."""
+    """Why ``host:port`` cannot be listened on (the first address's error), or None when a
+    socket could bind one of its addresses now."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
     except OSError as error:
         return error
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
-        try:
-            probe.bind(address)
-        except OSError as error:
-            return error
+    problems = []
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+            try:
+                probe.bind(address)
+            except OSError as error:
+                problems.append(error)
+            else:
+                return None
 
-    return None
+    return problems[0] if problems else None
 
 
 def _cannot_listen(protocol: str, host: str, port: int, error: OSError) -> str:
@@ -627,8 +613,8 @@ async def serve(collector: Collector, **started: Any) -> None:
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, stop.set)
-    loop.set_exception_handler(_LoopProblems().handle)
-    _raise_open_files_limit()
+    loop.set_exception_handler(LoopProblems(IDLE_TIMEOUT).handle)
+    raise_open_files_limit()
     await collector.start()
     settings = collector.settings
     logger.info(
@@ -655,40 +641,6 @@ async def serve(collector: Collector, **started: Any) -> None:
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(number)
         await collector.stop()
-
-
-class _LoopProblems:
-    """The event loop's error handler: running out of file descriptors (too many open
-    connections) is one warning a minute, not one line per failed accept."""
-
-    def __init__(self) -> None:
-        self._next = 0.0
-
-    def handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if context.get("message") != "socket.accept() out of system resource":
-            loop.default_exception_handler(context)
-            return
-        now = time.monotonic()
-        if now >= self._next:
-            self._next = now + 60
-            logger.warning(
-                "connections_exhausted",
-                error=str(context.get("exception")),
-                hint="no file descriptor left for a new connection; new connections wait "
-                "until others close (idle ones close after "
-                f"{IDLE_TIMEOUT:g} s); raise the open files limit (ulimit -n) or put the "
-                "collector behind a proxy that caps connections",
-            )
-
-
-def _raise_open_files_limit() -> None:
-    """Let this process open as many files (connections) as the system allows it."""
-    try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (OSError, ValueError):  # a limit we may not change is kept
-        pass
 
 
 class CollectorThread:

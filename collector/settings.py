@@ -166,6 +166,10 @@ def _describe(exc: ValidationError, given: dict[str, Any]) -> str:
     return "otel-bedrock collector configuration: " + "; ".join(problems)
 
 
+def _below_error(record: logging.LogRecord) -> bool:
+    return record.levelno < logging.ERROR
+
+
 def load_posthog_block(path: str | Path) -> dict[str, Any]:
     """The keys of the ``posthog`` exporter block of a declarative configuration file.
 
@@ -183,16 +187,16 @@ def load_posthog_block(path: str | Path) -> dict[str, Any]:
     from opentelemetry.configuration.file import ConfigurationError, load_config_file
 
     loader_log = logging.getLogger("opentelemetry.configuration.file._loader")
-    # The loader logs each failure with its traceback, then raises; the ConfigError below
-    # says it in one line.
-    loader_log.disabled, was_disabled = True, loader_log.disabled
+    # The loader logs each failure as an error with its traceback, then raises: the
+    # ConfigError below says it in one line. Its warnings still show.
+    loader_log.addFilter(_below_error)
     try:
         config = load_config_file(path)
     except ConfigurationError as exc:
         problem = " ".join(str(exc).split())  # a YAML error spans several lines
         raise ConfigError(f"otel-bedrock collector configuration file {path}: {problem}") from None
     finally:
-        loader_log.disabled = was_disabled
+        loader_log.removeFilter(_below_error)
     provider = config.tracer_provider
     for processor in provider.processors if provider is not None else ():
         for kind in (processor.batch, processor.simple):
@@ -236,8 +240,8 @@ def spool_reserve(collector: CollectorSettings, posthog: Settings) -> int | None
     reserve = 2 * collector.max_request_bytes
     if posthog.spool_max_mb * MIB < 2 * reserve:
         raise ConfigError(
-            f"otel-bedrock collector configuration: OTEL_BEDROCK_SPOOL_MAX_MB="
-            f"{posthog.spool_max_mb:g} is too small for requests of up to "
+            f"otel-bedrock collector configuration: OTEL_BEDROCK_SPOOL_MAX_MB (spool_max_mb in "
+            f"a --config file) = {posthog.spool_max_mb:g} is too small for requests of up to "
             f"{collector.max_request_bytes} bytes ({_named('max_request_bytes')}): the "
             "collector keeps room in the spool for two whole requests, so that nothing it "
             f"accepted is pushed out; give at least {math.ceil(2 * reserve / MIB)}, or a "

@@ -7,18 +7,30 @@ import threading
 from typing import Any
 
 _MAX_KEYS = 1024
-_seen: set[str] = set()
+"""Keys remembered per kind (the part of a key before its first ``:``), and kinds at most."""
+_seen: dict[str, set[str]] = {}
 _lock = threading.Lock()
 
 
 def first_time(key: str) -> bool:
-    """True the first time ``key`` is seen in this process (bounded memory)."""
-    if key in _seen:
+    """True the first time ``key`` is seen in this process (bounded memory).
+
+    Keys are bounded per kind, so that keys made from data (``model_unpriced:<id>``) cannot
+    use up the room of the others: past the bound, a kind's new keys are never first.
+    """
+    kind = key.partition(":")[0]
+    known = _seen.get(kind)
+    if known is not None and key in known:  # the common case, without the lock
         return False
     with _lock:
-        if key in _seen or len(_seen) >= _MAX_KEYS:
+        seen = _seen.get(kind)
+        if seen is None:
+            if len(_seen) >= _MAX_KEYS:
+                return False
+            seen = _seen[kind] = set()
+        if key in seen or len(seen) >= _MAX_KEYS:
             return False
-        _seen.add(key)
+        seen.add(key)
 
     return True
 

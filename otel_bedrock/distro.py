@@ -58,7 +58,7 @@ class BedrockDistro(BaseDistro):  # type: ignore[misc]
                 hooks = BedrockHooks(_hook_settings())
             except ConfigError:
                 # Already reported by the configurator; instrument as upstream alone would.
-                logger.debug("otel_bedrock_hooks_skipped reason=bad settings")
+                logger.debug("otel_bedrock_hooks_skipped reason=%s", "bad settings")
             else:
                 kwargs.setdefault("request_hook", hooks.request_hook)
                 kwargs.setdefault("response_hook", hooks.response_hook)

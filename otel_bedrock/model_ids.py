@@ -130,7 +130,6 @@ MAX_MODEL_ID_CHARS: Final = 2048
 read as an unknown model."""
 
 
-@functools.lru_cache(maxsize=1024)
 def parse_model_id(raw: str) -> ModelRef:
     """Parse a Bedrock model identifier; never raises.
 
@@ -144,7 +143,13 @@ def parse_model_id(raw: str) -> ModelRef:
     """
     if isinstance(raw, str) and len(raw) > MAX_MODEL_ID_CHARS:
         clipped = raw[:MAX_MODEL_ID_CHARS]
-        return _unknown(clipped, clipped)
+        return _unknown(clipped, clipped)  # not cached: the cache would keep the long id
+
+    return _parse_cached(raw)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(raw: str) -> ModelRef:
     try:
         return _parse(raw)
     except Exception:  # noqa: BLE001 - a parser on the request path must never raise

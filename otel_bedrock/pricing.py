@@ -65,7 +65,7 @@ _USD_PLACES: Final = Decimal("1e-12")
 _NEVER: Final = math.inf
 _LOGGED_ID_CHARS: Final = 200
 MAX_CACHED_PRICES: Final = 4096
-"""Models whose prices a price book remembers; the oldest looked up goes first."""
+"""Models whose prices a price book remembers; past it, the one stored first goes."""
 
 
 class PriceTableError(ConfigError):
@@ -186,7 +186,7 @@ class PriceBook:
             cached = self._resolve(key)
             with self._cache_lock:
                 if len(self._cache) >= MAX_CACHED_PRICES:
-                    self._cache.pop(next(iter(self._cache)))  # the oldest looked up
+                    self._cache.pop(next(iter(self._cache)))  # the one stored first
                 self._cache[key] = cached
         if cached[0] is None:
             _warn_unpriced(model)

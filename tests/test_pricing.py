@@ -522,6 +522,7 @@ def test_a_price_book_remembers_a_bounded_number_of_models(
 
     prices = [book.prices_for(model) for model in models]
 
-    assert all(price is not None for price in prices)
+    assert prices == [PriceBook().prices_for(model) for model in models]
+    assert None not in prices
     assert [base for _, base in book._cache] == [model.base_id for model in models[1:]]
     assert book.prices_for(models[0]) == prices[0]

@@ -160,6 +160,11 @@ class PostHogDelivery:
                 raise ValueError(f"{name} must be positive, got {value}")
         if shutdown_timeout < 0:
             raise ValueError(f"shutdown_timeout must not be negative, got {shutdown_timeout}")
+        if spool_reserve_bytes is not None and not 0 <= spool_reserve_bytes < spool_max_bytes:
+            raise ValueError(
+                f"spool_reserve_bytes must be from 0 to below spool_max_bytes "
+                f"({spool_max_bytes}), got {spool_reserve_bytes}"
+            )
         self.host = host
         self.shutdown_timeout = shutdown_timeout
         self.counters = DeliveryCounters()

@@ -55,6 +55,9 @@ _WRITE_ROWS = 2000
 _WRITER_JOIN = 2.0
 
 _Item = CaptureEvent | dict[str, Any]
+ROW_BYTES_GUESS = 1024
+"""Bytes an event is taken to need in the spool before this process has sent or stored any
+(a completion event without content is under 1 KB)."""
 FULL_SPOOL_SHARE = 0.9
 """Share of its size bound from which the spool counts as full (new events push out old),
 unless a ``spool_reserve`` is given."""
@@ -73,8 +76,8 @@ class Pressure:
             bound, or the spool writer's backlog is full; without a spool, the memory queue
             is full.
         room: About how many more events fit before ``full``, by the mean size of those
-            stored so far; None when not known. A service that holds events of its own on
-            their way here (the collector) counts them against it.
+            stored (or else sent) so far; None when not known. A service that holds events
+            of its own on their way here (the collector) counts them against it.
     """
 
     failing: bool
@@ -289,7 +292,7 @@ class Engine:
                 unwritten = len(self._queue) + len(self._retry) + self._backlog_count
                 if self._inflight_spool != "written":
                     unwritten += len(self._inflight)
-                row = self.spool.row_bytes
+                row = self.spool.row_bytes or self.transport.event_bytes or ROW_BYTES_GUESS
                 free = self.spool.max_bytes - (self.spool_reserve or 0) - self.spool.used_bytes
                 room = math.floor(free / row) - unwritten
                 full = self._backlog_count >= self.max_backlog or room <= 0

@@ -33,9 +33,6 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
-ROW_BYTES_GUESS = 1024
-"""Bytes an event is taken to need in the spool until this process has stored one (a
-completion event without content is under 1 KB)."""
 DEFAULT_MAX_AGE_SECONDS = 72 * 3600.0
 BUSY_TIMEOUT = 10.0
 _EVICTION_LOG_INTERVAL = 60.0
@@ -253,10 +250,9 @@ class Spool:
         return added, evicted
 
     @property
-    def row_bytes(self) -> float:
-        """The mean size of the events this process has stored, or :data:`ROW_BYTES_GUESS`
-        before the first."""
-        return self._put_bytes / self._put_rows if self._put_rows else ROW_BYTES_GUESS
+    def row_bytes(self) -> float | None:
+        """The mean size of the events this process has stored; None before the first."""
+        return self._put_bytes / self._put_rows if self._put_rows else None
 
     def claim(self, limit: int, owner: str, lease_seconds: float) -> list[dict[str, Any]]:
         """Lease up to ``limit`` unclaimed rows, oldest first, and return their events."""

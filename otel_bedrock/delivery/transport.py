@@ -141,14 +141,6 @@ def truncate_content(event: dict[str, Any], limit: int) -> dict[str, Any] | None
     return build(low)
 
 
-def fit(event: dict[str, Any], limit: int) -> dict[str, Any] | None:
-    """``event`` itself when it fits in ``limit``, else a truncated copy, or None if it cannot."""
-    if wire_size(event) <= limit:
-        return event
-
-    return truncate_content(event, limit)
-
-
 @dataclass
 class BatchOutcome:
     """What became of a batch's events.
@@ -197,6 +189,8 @@ class Transport:
     ) -> None:
         self.host = host
         self.max_event_bytes = max_event_bytes
+        self._sized_events = 0
+        self._sized_bytes = 0
         self._api_key = api_key
         self._timeout = timeout
         self._post = post or self._http_post
@@ -224,7 +218,10 @@ class Transport:
         LLM analytics events (``$ai_*``) go to PostHog's AI endpoint, which takes larger events.
         """
         limit = AI_MAX_EVENT_BYTES if _is_ai(event) else self.max_event_bytes
-        fitted = fit(event, limit)
+        size = wire_size(event)
+        self._sized_events += 1
+        self._sized_bytes += size
+        fitted = event if size <= limit else truncate_content(event, limit)
         if fitted is not event and fitted is not None:
             warn_once(
                 logger,
@@ -232,11 +229,16 @@ class Transport:
                 "posthog_event_truncated uuid=%s event_name=%s size=%s limit=%s",
                 event.get("uuid"),
                 event.get("event"),
-                wire_size(event),
+                size,
                 limit,
             )
 
         return fitted
+
+    @property
+    def event_bytes(self) -> float | None:
+        """The mean serialised size of the events prepared so far; None before the first."""
+        return self._sized_bytes / self._sized_events if self._sized_events else None
 
     def deliver(
         self, batch: list[dict[str, Any]], before_attempt: Callable[[], None] | None = None

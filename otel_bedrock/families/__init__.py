@@ -165,7 +165,7 @@ def _load(spec: str) -> Family:
 
 def _note_unknown(provider: str | None) -> None:
     if provider is None:
-        logger.debug("bedrock_family_unknown provider=None using=generic")
+        logger.debug("bedrock_family_unknown provider=%s using=%s", None, "generic")
         return
     with _lock:
         if provider in _warned or len(_warned) >= _MAX_REMEMBERED:

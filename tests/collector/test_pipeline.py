@@ -6,8 +6,10 @@ import random
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
@@ -23,6 +25,7 @@ from otel_bedrock.delivery.transport import to_wire
 from otel_bedrock.events import CaptureEvent
 from otel_bedrock.exporter import PostHogSpanExporter
 from otel_bedrock.testing import CapturedEvent, CaptureEmulator, stream, validation_error
+from otel_bedrock.testing._server import free_port
 from tests.collector.builders import LLAMA, bedrock_attributes, log, logs, span, traces
 from tests.collector.conftest import BotocoreSpans
 from tests.conftest import TEST_KEY, eventually
@@ -750,19 +753,26 @@ def test_a_span_that_cannot_be_read_is_a_partial_success(
 
 
 def test_calls_waiting_to_be_converted_count_against_the_room_left(make_intake: Any) -> None:
-    """Calls held for the merge wait will each be an event: once they fill the room delivery
-    has left, new requests are refused, before delivery itself is full."""
-    intake = make_intake(merge_wait=30, delivery={"max_queue": 5})
+    """While PostHog fails, calls held for the merge wait will each be an event that delivery
+    must keep: once they fill the room it has left, new requests are refused, before
+    delivery itself is full."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    intake = make_intake(merge_wait=30, delivery={"max_queue": 5}, posthog_url=dead)
+    intake.delivery.send(
+        CaptureEvent("bedrock_completion", "user-1", {}, str(uuid4()), datetime.now(UTC))
+    )
+    assert eventually(lambda: intake.delivery.pressure().failing)
+    assert intake.delivery.pressure().room == 4  # the failed event waits in memory
 
-    for number in range(4):
+    for number in range(3):
         intake.accept_traces(traces(span(0x7A00 + number, bedrock_attributes(**USAGE))))
-    four = intake.refusal()
+    three = intake.refusal()
     intake.accept_traces(traces(span(0x7A10, bedrock_attributes(**USAGE))))
 
-    assert four is None
+    assert three is None
     assert intake.delivery.pressure().full is False
-    assert intake.refusal() == 1.0
-    assert intake_counts(intake)["pending"] == 5
+    assert intake.refusal() is not None
+    assert intake_counts(intake)["pending"] == 4
 
 
 def test_a_nest_thousands_deep_is_cut_into_calls(make_intake: Any) -> None:

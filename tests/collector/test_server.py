@@ -457,7 +457,7 @@ def test_http2_on_the_http_port_is_one_line_naming_the_fix(
 ) -> None:
     """A gRPC exporter pointed at the OTLP/HTTP port gets 400, and the log says once, in one
     line without a traceback, which port or protocol setting to change."""
-    monkeypatch.setattr(_once, "_seen", set())
+    monkeypatch.setattr(_once, "_seen", {})
     server = make_collector()
     host, port = server.http_url.removeprefix("http://").split(":")
 

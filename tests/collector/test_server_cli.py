@@ -157,7 +157,8 @@ def test_a_spool_without_room_for_two_requests_is_a_configuration_mistake(
 
     assert small.exit_code == 2
     assert small.stderr == (
-        "otel-bedrock collector configuration: OTEL_BEDROCK_SPOOL_MAX_MB=20 is too small for "
+        "otel-bedrock collector configuration: OTEL_BEDROCK_SPOOL_MAX_MB (spool_max_mb in a "
+        "--config file) = 20 is too small for "
         "requests of up to 8388608 bytes (--max-request-bytes / "
         "OTEL_BEDROCK_COLLECTOR_MAX_REQUEST_BYTES): the collector keeps room in the spool for "
         "two whole requests, so that nothing it accepted is pushed out; give at least 32, or a "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from otel_bedrock.delivery import Pressure
 from otel_bedrock.delivery.spool import Spool
 from otel_bedrock.events import CaptureEvent
@@ -86,6 +88,7 @@ def test_a_sender_that_heeds_full_never_has_events_pushed_out(
         base_backoff=30,
     )
     sent: list[CaptureEvent] = []
+    reader = Spool(spool_file)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if not sender.pressure().full:
@@ -93,10 +96,11 @@ def test_a_sender_that_heeds_full_never_has_events_pushed_out(
             for event in burst:
                 sender.send(event)
             sent.extend(burst)
-        elif Spool(spool_file).status().rows == len(sent):
+        elif reader.status().rows == len(sent):
             break  # all written, and still full: the spool is at its reserve
         else:
             time.sleep(0.01)
+    reader.close()
 
     assert sender.pressure().full is True
     assert len(sent) >= 60  # about 24 kB of the 30 kB
@@ -119,3 +123,30 @@ def test_shutdown_keeps_to_the_budget_it_is_given(posthog: CaptureEmulator) -> N
 
     assert time.monotonic() - started < 2.0
     assert sender.counters.dropped == 1
+
+
+@pytest.mark.parametrize("reserve", [-1, 30_000, 40_000])
+def test_a_reserve_outside_the_spool_is_refused_at_construction(
+    spool_file: Path, reserve: int
+) -> None:
+    """A reserve that is negative, or leaves the spool no room, is a ValueError naming it."""
+    with pytest.raises(ValueError, match="spool_reserve_bytes must be from 0 to below"):
+        delivery(
+            "http://127.0.0.1:1", spool_file, spool_max_bytes=30_000, spool_reserve_bytes=reserve
+        )
+
+
+def test_room_is_counted_in_events_of_the_size_sent_before_any_is_spooled(
+    posthog: CaptureEmulator, spool_file: Path
+) -> None:
+    """Before anything is spooled, the room is reckoned by the size of the events sent so
+    far: events of 5 kB leave a 90 kB spool room for at most 18, not the 87 of 1 kB ones."""
+    sender = delivery(posthog.url, spool_file, spool_max_bytes=100_000, spool_reserve_bytes=10_000)
+    for number in range(5):
+        sender.send(make_event(number, content="x" * 5_000))
+    assert sender.flush(5)
+
+    room = sender.pressure().room
+
+    assert room is not None and 10 <= room <= 18
+    sender.shutdown()
