@@ -81,6 +81,35 @@ def test_unchanged_program_under_opentelemetry_instrument(
         assert props["total_cost_in_dollars"] == pytest.approx(15 * 0.22e-6, abs=1e-12)
 
 
+@pytest.mark.parametrize(
+    "model",
+    [
+        "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "amazon.nova-lite-v1:0",
+        "amazon.titan-text-express-v1",
+    ],
+)
+def test_the_example_calls_models_of_other_families(
+    bedrock: BedrockEmulator, capture: CaptureEmulator, model: str
+) -> None:
+    """The example builds each family's InvokeModel body, so BEDROCK_MODEL_ID may name any
+    model the emulator serves; every call is an event of that model with its counts."""
+    done = run(
+        bedrock,
+        capture,
+        [str(BIN / "opentelemetry-instrument"), sys.executable, "examples/bedrock_calls.py"],
+        BEDROCK_MODEL_ID=model,
+    )
+
+    assert done.returncode == 0, done.stderr
+    events = completions(capture)
+    assert sorted(events) == sorted(OPERATIONS)
+    for props in events.values():
+        assert props["model"] == model
+        assert (props["prompt_token_count"], props["generation_token_count"]) == (7, 8)
+        assert props["cost_status"] == "priced"
+
+
 def test_embedded_configure_call(bedrock: BedrockEmulator, capture: CaptureEmulator) -> None:
     """The embedded example's one configure() call gives an event with the identified user."""
     done = run(bedrock, capture, [sys.executable, "examples/embedded.py"])
