@@ -83,8 +83,11 @@ nested thousands deep from costing time that grows with the square of the depth)
 MAX_EARLY_LOGS = 50_000
 """Spans whose content records arrived before them, remembered at most."""
 EARLY_CHARS = 8_000_000
-"""Characters of content held for spans not yet received, at most; the oldest go first.
-Held as decoded records, a character takes about 17 bytes: this bounds them near 140 MB."""
+"""Characters of content held for spans not yet received, at most (each record counting
+PIECE_CHARS more); the oldest go first. Held as decoded records, a character takes about 17
+bytes: this bounds them near 140 MB."""
+PIECE_CHARS = 100
+"""What one content record costs beyond its characters (its tuple and attributes)."""
 MAX_RECORDS_PER_SPAN = 256
 """Content records kept for one span."""
 EARLY_LOG_TTL = 30.0
@@ -137,6 +140,12 @@ class _Pieces:
     def chars(self) -> int:
         """Characters held."""
         return self.prompt_chars + self.reply_chars
+
+    @property
+    def held(self) -> int:
+        """What holding these costs, in characters: each record counts PIECE_CHARS more, so
+        that many tiny records cannot slip under EARLY_CHARS."""
+        return self.chars + PIECE_CHARS * len(self.items)
 
     def add(self, piece: _Piece, max_chars: int) -> bool:
         """Keep a piece unless what it adds would be cut anyway; True when kept."""
@@ -342,7 +351,7 @@ class Intake:
         for key in keys:
             early = self._early.pop(key, None)
             if early is not None:
-                self._early_chars -= early[1].chars
+                self._early_chars -= early[1].held
                 self._add(logs_joined=call.content.extend(early[1], self._max_chars))
 
     def _overflow(self) -> list[_Call]:
@@ -453,13 +462,13 @@ class Intake:
                 self._add(logs_joined=1)
             return
         expires, early = self._early.get(key, (now + EARLY_LOG_TTL, _Pieces()))
-        before = early.chars
+        before = early.held
         early.add(piece, self._max_chars)
-        self._early_chars += early.chars - before
+        self._early_chars += early.held - before
         self._early[key] = (expires, early)
         while len(self._early) > MAX_EARLY_LOGS or self._early_chars > EARLY_CHARS:
             _, (_, dropped) = self._early.popitem(last=False)
-            self._early_chars -= dropped.chars
+            self._early_chars -= dropped.held
 
     def _expire_early(self, now: float) -> None:
         while self._early:
@@ -467,7 +476,7 @@ class Intake:
             if expires > now:
                 return
             _, dropped = self._early.pop(key)
-            self._early_chars -= dropped.chars
+            self._early_chars -= dropped.held
 
     # -- the content timer ------------------------------------------------------------------
 

@@ -548,8 +548,9 @@ def test_records_past_the_content_limit_are_not_kept(
 def test_early_records_are_bounded_by_characters(
     make_intake: Any, capture: CaptureEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Past the character budget for spans not yet seen, the oldest span's records go first."""
-    monkeypatch.setattr(pipeline, "EARLY_CHARS", 12)
+    """Past the character budget for spans not yet seen, the oldest span's records go first;
+    each record counts PIECE_CHARS besides its text."""
+    monkeypatch.setattr(pipeline, "EARLY_CHARS", 12 + 2 * pipeline.PIECE_CHARS)
     intake = make_intake(content_wait=0.05, capture_content=True)
     intake.accept_logs(logs(user_message(0x2B1, "first"), user_message(0x2B2, "second")))
     intake.accept_logs(logs(user_message(0x2B3, "third")))
@@ -564,6 +565,28 @@ def test_early_records_are_bounded_by_characters(
         for event in capture.events
     }
     assert prompts == {"00000000000002b1": None, "00000000000002b3": "third"}
+
+
+def test_many_tiny_early_records_are_bounded_too(
+    make_intake: Any, capture: CaptureEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records of one character each still fill the budget: beyond it, the oldest go."""
+    monkeypatch.setattr(pipeline, "EARLY_CHARS", 3 * (pipeline.PIECE_CHARS + 1))
+    intake = make_intake(content_wait=0.05, capture_content=True)
+    for key in range(0x2D1, 0x2D6):
+        intake.accept_logs(logs(user_message(key, "x")))
+
+    intake.accept_traces(
+        traces(*(span(key, bedrock_attributes(**USAGE)) for key in range(0x2D1, 0x2D6)))
+    )
+
+    assert capture.wait_for(5, timeout=5)
+    kept = sorted(
+        event["properties"]["span_id"][-3:]
+        for event in capture.events
+        if event["properties"].get("prompt") == "x"
+    )
+    assert kept == ["2d3", "2d4", "2d5"]
 
 
 def test_identity_keys_name_the_person_in_the_collector(
