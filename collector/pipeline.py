@@ -228,6 +228,8 @@ class Intake:
         self._pending: OrderedDict[int, _Call] = OrderedDict()
         self._early: OrderedDict[_SpanKey, tuple[float, _Pieces]] = OrderedDict()
         self._early_chars = 0
+        self._converting = 0  # calls taken out of _pending, not yet handed to delivery
+        self._spooling = settings.spool_path is not None
         self._people: OrderedDict[_SpanKey, str] = OrderedDict()
         self._arrivals = 0
         self._timer: threading.Thread | None = None
@@ -269,8 +271,8 @@ class Intake:
                 if call is not None:
                     self._hold_or_release(call, ready)
             ready.extend(self._overflow())
-        for call in ready:
-            self._convert(call)
+            self._converting += len(ready)
+        self._convert_all(ready)
         problems = [
             f"{count} span(s) {reason}"
             for count, reason in (
@@ -498,8 +500,17 @@ class Intake:
                     due = self._take_due()
                 if not due and self._closed:
                     return
-            for call in due:
+                self._converting += len(due)
+            self._convert_all(due)
+
+    def _convert_all(self, calls: list[_Call]) -> None:
+        """Convert calls taken out of waiting; each stops counting as converting once sent."""
+        for call in calls:
+            try:
                 self._convert(call)
+            finally:
+                with self._cond:
+                    self._converting -= 1
 
     def _take_due(self) -> list[_Call]:
         """Waiting calls whose time is up (all of them once closed), taken out (lock held)."""
@@ -522,15 +533,17 @@ class Intake:
 
         New data is refused while there is no room left for it (the spool, or without one the
         memory queue, is full), whether PostHog is failing or only slower than the senders:
-        the senders keep their data and retry instead of the collector dropping it. While
-        PostHog fails, the calls waiting here to be converted count against that room too
-        (while it answers, delivery drains as they arrive).
+        the senders keep their data and retry instead of the collector dropping it. The calls
+        waiting here, or being converted, will each be an event soon and count against that
+        room: with a spool always, without one while PostHog fails (while it answers, the
+        memory queue drains as they arrive).
         """
         pressure = self.delivery.pressure()
         if pressure.full:
             return max(1.0, pressure.retry_in)
-        waiting = len(self._pending)  # calls that will each be an event soon; no lock needed
-        if pressure.failing and pressure.room is not None and waiting >= pressure.room:
+        waiting = len(self._pending) + self._converting  # read without the lock: a count
+        counted = self._spooling or pressure.failing
+        if counted and pressure.room is not None and waiting >= pressure.room:
             return max(1.0, pressure.retry_in)
 
         return None
@@ -562,8 +575,8 @@ class Intake:
             timer.join(max(0.0, deadline - time.monotonic()))
         with self._cond:
             left = self._take_due()
-        for call in left:
-            self._convert(call)
+            self._converting += len(left)
+        self._convert_all(left)
         self.delivery.shutdown(max(0.0, deadline - time.monotonic()))
 
     def _add(self, **counts: int) -> None:

@@ -75,8 +75,9 @@ class Pressure:
             reserve (by default a tenth, see :data:`FULL_SPOOL_SHARE`) of the spool's size
             bound, or the spool writer's backlog is full; without a spool, the memory queue
             is full.
-        room: About how many more events fit before ``full``, by the mean size of those
-            stored (or else sent) so far; None when not known. A service that holds events
+        room: About how many more events fit before ``full`` (in the spool, by the mean size
+            of those stored or else sent so far, and in what memory takes before it drops);
+            None when not known. A service that holds events
             of its own on their way here (the collector) counts them against it.
     """
 
@@ -294,7 +295,10 @@ class Engine:
                     unwritten += len(self._inflight)
                 row = self.spool.row_bytes or self.transport.event_bytes or ROW_BYTES_GUESS
                 free = self.spool.max_bytes - (self.spool_reserve or 0) - self.spool.used_bytes
-                room = math.floor(free / row) - unwritten
+                # What memory can still take before it drops, whatever the spool's room.
+                absorbable = self.max_queue - len(self._queue) + self.max_backlog
+                absorbable -= self._backlog_count
+                room = min(math.floor(free / row) - unwritten, absorbable)
                 full = self._backlog_count >= self.max_backlog or room <= 0
 
         return Pressure(failing=failing, retry_in=retry_in, full=full, room=max(0, room))
