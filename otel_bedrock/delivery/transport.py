@@ -116,17 +116,28 @@ def _longest_string(value: Any) -> int:
 def truncate_content(event: dict[str, Any], limit: int) -> dict[str, Any] | None:
     """A copy of ``event`` whose content fields are cut so that it fits in ``limit``.
 
-    The copy carries ``content_truncated: true``. Returns None when the event has no content
-    field, or when it would not fit even with every content string emptied.
+    The copy carries ``content_truncated: true``. When cutting the content is not enough (a
+    megabyte of text in another property, say), every string property is cut instead, and
+    the copy carries ``properties_truncated: true``. Returns None when even that cannot fit.
     """
     properties: dict[str, Any] = event.get("properties") or {}
     fields = [name for name in CONTENT_FIELDS if name in properties]
-    if not fields:
-        return None
+    cut = _cut_to_fit(event, fields, "content_truncated", limit) if fields else None
+    if cut is None and properties:
+        cut = _cut_to_fit(event, list(properties), "properties_truncated", limit)
+
+    return cut
+
+
+def _cut_to_fit(
+    event: dict[str, Any], fields: list[str], flag: str, limit: int
+) -> dict[str, Any] | None:
+    """``event`` with the strings of ``fields`` cut to the longest length that fits."""
+    properties: dict[str, Any] = event["properties"]
 
     def build(cap: int) -> dict[str, Any]:
         cut = {name: _cap_strings(properties[name], cap) for name in fields}
-        return {**event, "properties": {**properties, **cut, "content_truncated": True}}
+        return {**event, "properties": {**properties, **cut, flag: True}}
 
     low, high = 0, max(_longest_string(properties[name]) for name in fields)
     if wire_size(build(low)) > limit:

@@ -204,6 +204,27 @@ def test_oversized_event_is_truncated_and_delivered(
     assert sender.counters.dropped == 0
 
 
+def test_an_event_too_large_outside_its_content_is_cut_and_delivered(
+    posthog: CaptureEmulator, spool_file: Path
+) -> None:
+    """A megabyte in a property that is not content (an error message from a span, say) is
+    cut too, with every other property as it was, and flagged; the event is not dropped."""
+    big = make_event(1, error_message="e" * 2_000_000, model="anthropic.claude-3-haiku")
+    sender = delivery(posthog.url, spool_file)
+    sender.send(big)
+
+    assert sender.flush(5)
+    sender.shutdown()
+
+    [event] = posthog.events
+    properties = event["properties"]
+    assert properties["properties_truncated"] is True
+    assert properties["error_message"].endswith(" [truncated]")
+    assert 800_000 < len(properties["error_message"]) < 1_000_000
+    assert (properties["model"], properties["number"]) == ("anthropic.claude-3-haiku", 1)
+    assert sender.counters.dropped == 0
+
+
 def test_413_for_one_event_truncates_it(spool_file: Path) -> None:
     """An event the server finds too large (413) is sent again truncated, the batch split."""
     with CaptureEmulator(accepted_keys={"phc_test"}, max_event_bytes=50_000) as posthog:
