@@ -23,7 +23,7 @@ from typing import NoReturn
 import click
 
 from collector.runtime import configure_logging, tune_gc
-from collector.settings import PREFIX
+from collector.settings import env_name
 
 EXTRA_MISSING = (
     "otel-bedrock collector needs the collector extra: pip install 'otel-bedrock[collector]' "
@@ -51,7 +51,7 @@ def _read_token(path: Path | None) -> str | None:
 
 def _env(text: str, field: str) -> str:
     """A flag's help, naming the environment variable that sets it when the flag is not given."""
-    return f"{text}. Env: {PREFIX}{field.upper()}."
+    return f"{text}. Env: {env_name(field)}."
 
 
 @click.command(name="collector")
@@ -66,7 +66,7 @@ def _env(text: str, field: str) -> str:
     "--token-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="File holding the bearer token clients must send; none by default. Env: "
-    f"{PREFIX}TOKEN (the token itself).",
+    f"{env_name('token')} (the token itself).",
 )
 @click.option(
     "--max-request-bytes",

@@ -70,7 +70,7 @@ from collector import otlp
 from collector.metrics import CollectorMetrics
 from collector.refusals import RefusalLog, Refused, TokenBucket, retry_seconds
 from collector.runtime import LoopProblems, quiet_unreadable_requests, raise_open_files_limit
-from collector.settings import CollectorSettings
+from collector.settings import CollectorSettings, env_name
 
 logger = structlog.get_logger("collector")
 
@@ -560,15 +560,16 @@ def _bind_problem(host: str, port: int) -> OSError | None:
 
 def _cannot_listen(protocol: str, host: str, port: int, error: OSError) -> str:
     """One line for a server that cannot listen, naming the settings that would fix it."""
-    flag = f"--{protocol.lower()}-port, OTEL_BEDROCK_COLLECTOR_{protocol.upper()}_PORT"
+    port_field = f"{protocol.lower()}_port"
+    host_setting = f"--host, {env_name('host')}"
+    port_setting = f"--{port_field.replace('_', '-')}, {env_name(port_field)}"
+    reason = os.strerror(error.errno) if error.errno else str(error)
     if isinstance(error, socket.gaierror):
-        reason, settings = f"no such host ({error.strerror})", "--host, OTEL_BEDROCK_COLLECTOR_HOST"
+        reason, settings = f"no such host ({error.strerror})", host_setting
     elif error.errno in (errno.EADDRINUSE, errno.EACCES):
-        reason, settings = os.strerror(error.errno), flag
-    elif error.errno:
-        reason, settings = os.strerror(error.errno), f"--host, OTEL_BEDROCK_COLLECTOR_HOST; {flag}"
+        settings = port_setting
     else:
-        reason, settings = str(error), f"--host, OTEL_BEDROCK_COLLECTOR_HOST; {flag}"
+        settings = f"{host_setting}; {port_setting}"
 
     return f"cannot listen for OTLP/{protocol} on {host}:{port} ({settings}): {reason}"
 

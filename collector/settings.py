@@ -110,7 +110,7 @@ class CollectorSettings(BaseSettings):
 
 def _named(field: str) -> str:
     """How a user sets ``field``: its flag and its environment variable."""
-    return f"--{field.replace('_', '-')} / {PREFIX}{field.upper()}"
+    return f"--{field.replace('_', '-')} / {env_name(field)}"
 
 
 def load_collector_settings(**overrides: Any) -> CollectorSettings:
@@ -120,14 +120,15 @@ def load_collector_settings(**overrides: Any) -> CollectorSettings:
     Raises:
         ConfigError: naming the first bad setting and its value (the token is never shown).
     """
-    if os.environ.get(f"{PREFIX}TOKEN") == "" and overrides.get("token") is None:
+    token_variable = env_name("token")
+    if os.environ.get(token_variable) == "" and overrides.get("token") is None:
         # Set but empty (an empty secret, say): refuse rather than silently accept anyone.
         raise ConfigError(
-            f"otel-bedrock collector configuration: {PREFIX}TOKEN is set but empty; give the "
-            "token, or unset the variable to accept requests without one"
+            f"otel-bedrock collector configuration: {token_variable} is set but empty; give "
+            "the token, or unset the variable to accept requests without one"
         )
     given = {key: value for key, value in overrides.items() if value is not None}
-    by_alias = {_alias(key): value for key, value in given.items()}
+    by_alias = {env_name(key): value for key, value in given.items()}
     try:
         return CollectorSettings(**by_alias)
     except ValidationError as exc:
@@ -136,7 +137,8 @@ def load_collector_settings(**overrides: Any) -> CollectorSettings:
         raise ConfigError(f"otel-bedrock collector configuration: {exc}") from None
 
 
-def _alias(field: str) -> str:
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field`` (the first, where several do)."""
     info = CollectorSettings.model_fields.get(field)
     alias = info.validation_alias if info is not None else None
     if isinstance(alias, str):
@@ -147,7 +149,7 @@ def _alias(field: str) -> str:
 
 
 def _describe(exc: ValidationError, given: dict[str, Any]) -> str:
-    names = {_alias(field): field for field in CollectorSettings.model_fields}
+    names = {env_name(field): field for field in CollectorSettings.model_fields}
     problems = []
     for error in exc.errors():
         message = str(error["msg"]).removeprefix("Value error, ")
@@ -159,7 +161,7 @@ def _describe(exc: ValidationError, given: dict[str, Any]) -> str:
             problems.append(f"unknown setting {loc!r}")
             continue
         field = names.get(loc, loc)
-        name = field if field in given else _alias(field)
+        name = field if field in given else env_name(field)
         value = "..." if field == "token" else error.get("input")
         problems.append(f"{name}={value!r}: {message}")
 

@@ -37,18 +37,25 @@ def test_unchanged_program_runs_against_the_emulators_command(tmp_path: Path) ->
     assert len(store.read_text().splitlines()) == 4
 
 
+def _exports(emulators: subprocess.Popen[str]) -> dict[str, str]:
+    """The variables the command prints, read from its stderr."""
+    assert emulators.stderr is not None
+    exports = {}
+    while len(exports) < 7:
+        line = emulators.stderr.readline()
+        assert line, "the command stopped before printing its environment"
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            exports[name] = value
+
+    return exports
+
+
 def _run_beside(emulators: subprocess.Popen[str]) -> list[dict[str, Any]]:
     """Run the example program with the printed variables; the four events printed."""
     try:
-        assert emulators.stderr is not None and emulators.stdout is not None
-        exports = {}
-        while len(exports) < 7:
-            line = emulators.stderr.readline()
-            assert line, "the command stopped before printing its environment"
-            if line.startswith("export "):
-                name, _, value = line.removeprefix("export ").strip().partition("=")
-                exports[name] = value
-
+        assert emulators.stdout is not None
+        exports = _exports(emulators)
         done = subprocess.run(
             [str(BIN / "opentelemetry-instrument"), sys.executable, "examples/bedrock_calls.py"],
             env=child_environment(**exports),
@@ -73,14 +80,7 @@ def test_api_key_makes_other_keys_get_401() -> None:
         command, env=child_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as emulators:
         try:
-            assert emulators.stderr is not None
-            exports = {}
-            while len(exports) < 7:
-                line = emulators.stderr.readline()
-                assert line, "the command stopped before printing its environment"
-                if line.startswith("export "):
-                    name, _, value = line.removeprefix("export ").strip().partition("=")
-                    exports[name] = value
+            exports = _exports(emulators)
             batch = {"batch": [{"event": "e", "distinct_id": "u", "properties": {}}]}
             url = exports["POSTHOG_HOST"] + "/batch/"
             wrong = requests.post(url, json={"api_key": "phc_other", **batch}, timeout=5)
