@@ -110,9 +110,6 @@ _SpanKey = tuple[int, int]
 _Piece = tuple[int, int, Mapping[str, Any]]  # time, arrival order, canonical content attributes
 
 
-UNREADABLE = "whose attributes could not be read as a Bedrock call"
-
-
 @dataclass(frozen=True)
 class Accepted:
     """What an export request came to.
@@ -277,7 +274,7 @@ class Intake:
             f"{count} span(s) {reason}"
             for count, reason in (
                 (rejected, "with an invalid trace or span id"),
-                (failed, UNREADABLE),
+                (failed, "whose attributes could not be read as a Bedrock call"),
             )
             if count
         ]

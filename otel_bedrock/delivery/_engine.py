@@ -77,8 +77,8 @@ class Pressure:
             is full.
         room: About how many more events fit before ``full`` (in the spool, by the mean size
             of those stored or else sent so far, and in what memory takes before it drops);
-            None when not known. A service that holds events
-            of its own on their way here (the collector) counts them against it.
+            None when not known. A service that holds events of its own on their way here
+            (the collector) counts them against it.
     """
 
     failing: bool
@@ -143,11 +143,8 @@ class Engine:
         self.spool_poll_interval = spool_poll_interval
         self.log_interval = log_interval
         self.exit_timeout = exit_timeout
-        self.spool_reserve = (
-            spool_reserve
-            if spool_reserve is not None or spool is None
-            else round((1 - FULL_SPOOL_SHARE) * spool.max_bytes)
-        )
+        default_reserve = 0 if spool is None else round((1 - FULL_SPOOL_SHARE) * spool.max_bytes)
+        self.spool_reserve = default_reserve if spool_reserve is None else spool_reserve
         """Bytes of the spool kept free for events already on their way (see ``pressure``)."""
         self.closed = False
         if spool is not None:
@@ -294,10 +291,11 @@ class Engine:
                 if self._inflight_spool != "written":
                     unwritten += len(self._inflight)
                 row = self.spool.row_bytes or self.transport.event_bytes or ROW_BYTES_GUESS
-                free = self.spool.max_bytes - (self.spool_reserve or 0) - self.spool.used_bytes
+                free = self.spool.max_bytes - self.spool_reserve - self.spool.used_bytes
                 # What memory can still take before it drops, whatever the spool's room.
-                absorbable = self.max_queue - len(self._queue) + self.max_backlog
-                absorbable -= self._backlog_count
+                absorbable = (
+                    self.max_queue - len(self._queue) + self.max_backlog - self._backlog_count
+                )
                 room = min(math.floor(free / row) - unwritten, absorbable)
                 full = self._backlog_count >= self.max_backlog or room <= 0
 
