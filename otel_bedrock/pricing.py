@@ -185,7 +185,7 @@ class PriceBook:
         if cached is None or cached[1] <= time.time():
             cached = self._resolve(key)
             with self._cache_lock:
-                if len(self._cache) >= MAX_CACHED_PRICES:
+                if key not in self._cache and len(self._cache) >= MAX_CACHED_PRICES:
                     self._cache.pop(next(iter(self._cache)))  # the one stored first
                 self._cache[key] = cached
         if cached[0] is None:
